@@ -1,0 +1,16 @@
+"""ccq: the Cross-Class Query network (CCQ, AAAI 2023) for partially labeled multi-organ CT segmentation."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "build_model", "ModelConfig", "get_preset"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `ccq --help` and light imports do not pay for importing torch.
+    if name in ("build_model", "ModelConfig", "get_preset"):
+        from ccq import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'ccq' has no attribute {name!r}")

@@ -1,0 +1,41 @@
+"""The `ccq` command line. Each subcommand lives in its own module; this one only assembles them."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ccq.errors import CCQError
+
+app = typer.Typer(
+    name="ccq",
+    help=(
+        "CCQ: multi-organ and tumor segmentation in CT, learned from partially labeled datasets.\n\n"
+        "Start with `ccq demo` (a complete run on synthetic data), then `ccq summary --preset official`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from ccq.cli import convert, demo, phantom, summary
+
+    app.command("summary")(summary.summary)
+    app.command("convert-official")(convert.convert_official)
+    app.command("phantom")(phantom.phantom)
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except CCQError as err:
+        print(f"ccq: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Data: task collections, preprocessing, the prepared cache, patch sampling, synthetic phantoms."""
