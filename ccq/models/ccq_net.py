@@ -1,0 +1,111 @@
+"""The CCQ network assembled from its parts (DESIGN §2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ccq.models.decoder import Decoder
+from ccq.models.encoder import CNNEncoder
+from ccq.models.head import BranchedDynamicHead
+from ccq.models.image_transformer import ImageTransformer
+from ccq.models.queries import FocusedQuerying, QueryGenerator
+from ccq.models.weighting import QueriesToMap, QueryWeighting
+
+ORGAN, TUMOR = 0, 1
+
+
+def as_task_tensor(
+    task_id: torch.Tensor | int | list[int], batch: int, num_tasks: int, device: torch.device
+) -> torch.Tensor:
+    """Task ids as a LongTensor [batch]; an int applies to every sample. Out-of-range ids raise ValueError."""
+    t = torch.as_tensor(task_id, dtype=torch.long, device=device).reshape(-1)
+    if t.numel() == 1 and batch != 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ValueError(f"got {t.numel()} task ids for a batch of {batch}")
+    if t.device.type != "meta" and bool(((t < 0) | (t >= num_tasks)).any()):
+        raise ValueError(f"task ids {t.tolist()} out of range: the model knows tasks 0..{num_tasks - 1}")
+    return t
+
+
+def one_hot_tasks(task_ids: torch.Tensor, num_tasks: int, dtype: torch.dtype) -> torch.Tensor:
+    """task_ids: [M] -> [M, num_tasks] one-hot (by comparison, so that it also runs on the meta device)."""
+    return (task_ids.unsqueeze(-1) == torch.arange(num_tasks, device=task_ids.device)).to(dtype)
+
+
+class CCQNet(nn.Module):
+    """CCQ: CNN encoder + image transformer, cross-class queries, focused querying, weighting, a decoder with
+    attentive skips and a dynamic head; two branches (organ, tumor) that share every weight but their TEB and last
+    head biases.
+
+    Every (branch, task) pair that decodes the same image is stacked group-major along the batch axis
+    ([G*B, ...], sample index fastest) and runs as one batched pass; the encoder, the image transformer and the
+    image half of every skip gate run once per image.
+    """
+
+    def __init__(
+        self,
+        encoder: CNNEncoder,
+        image_transformer: ImageTransformer,
+        query_generator: QueryGenerator,
+        querying: FocusedQuerying | None,
+        weighting: QueryWeighting,
+        to_map: QueriesToMap,
+        decoder: Decoder,
+        head: BranchedDynamicHead,
+        num_tasks: int,
+        num_tokens: int,
+        dim: int,
+    ) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+        self.encoder = encoder
+        self.image_transformer = image_transformer
+        self.pos_embed = nn.Parameter(torch.randn(1, num_tokens, dim))
+        self.task_embed = nn.ModuleList([nn.Linear(num_tasks, dim), nn.Linear(num_tasks, dim)])
+        self.query_generator = query_generator
+        self.querying = querying
+        self.weighting = weighting
+        self.to_map = to_map
+        self.decoder = decoder
+        self.head = head
+
+    def _decode(
+        self, x: torch.Tensor, task_per_group: torch.Tensor, branch_of_group: list[int]
+    ) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; task_per_group: [G, B] task ids -> logits [G, B, D, H, W]."""
+        groups, b = task_per_group.shape
+        skips, feature = self.encoder(x)
+        if tuple(feature.shape[2:]) != self.to_map.bottleneck_size:
+            raise ValueError(
+                f"input of spatial size {tuple(x.shape[2:])} gives a bottleneck {tuple(feature.shape[2:])}; "
+                f"this model was built for {self.to_map.bottleneck_size} (its patch size)"
+            )
+        class_token, tokens = self.image_transformer(feature, self.pos_embed)
+        onehot = one_hot_tasks(task_per_group.reshape(-1), self.num_tasks, x.dtype)
+        task_embed = torch.cat(
+            [self.task_embed[br](onehot[g * b : (g + 1) * b]) for g, br in enumerate(branch_of_group)]
+        ).unsqueeze(1)
+        q_enc = self.query_generator(task_embed, class_token, groups)
+        q_dec = q_enc if self.querying is None else self.querying(q_enc, tokens, self.pos_embed, groups)
+        q_map = self.to_map(self.weighting(q_enc, q_dec, task_embed))
+        decoded = self.decoder(q_map, skips, groups)
+        logits = self.head(decoded, feature, onehot, branch_of_group)
+        return logits.view(groups, b, *logits.shape[2:])
+
+    def forward(self, x: torch.Tensor, task_id: torch.Tensor | int | list[int]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; task_id: [B] (or one int) -> logits [B, 2, D, H, W] (organ, tumor)."""
+        t = as_task_tensor(task_id, x.shape[0], self.num_tasks, x.device)
+        logits = self._decode(x, torch.stack([t, t]), [ORGAN, TUMOR])
+        return logits.transpose(0, 1)
+
+    def forward_all_tasks(self, x: torch.Tensor, task_ids: torch.Tensor | list[int]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; task_ids: [T] -> logits [B, T, 2, D, H, W]; the encoder and image transformer
+        run once, every task's organ and tumor branches in one batched pass."""
+        b = x.shape[0]
+        tasks = torch.as_tensor(task_ids, dtype=torch.long, device=x.device).reshape(-1)
+        as_task_tensor(tasks, tasks.numel(), self.num_tasks, x.device)  # range check
+        per_group = tasks.repeat_interleave(2).unsqueeze(1).expand(-1, b)
+        logits = self._decode(x, per_group, [ORGAN, TUMOR] * tasks.numel())
+        return logits.view(tasks.numel(), 2, b, *logits.shape[2:]).permute(2, 0, 1, 3, 4, 5)

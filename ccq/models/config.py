@@ -1,0 +1,158 @@
+"""The model configuration: one frozen dataclass, saved as JSON beside every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ccq.errors import CCQError
+
+Arch = Literal["ccq", "dodnet"]
+SkipMode = Literal["attentive", "paper", "additive"]
+Activation = Literal["leaky_relu", "relu"]
+
+_ARCHS = ("ccq", "dodnet")
+_SKIPS = ("attentive", "paper", "additive")
+_ACTIVATIONS = ("leaky_relu", "relu")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every width, depth and switch of CCQ and of the DoDNet baseline.
+
+    Defaults are the official CCQ (DESIGN §2); presets in `ccq.models.presets` name the variants.
+    """
+
+    arch: Arch = "ccq"
+    """"ccq": queries feed the decoder, two branches (organ, tumor); "dodnet": the bottleneck feeds the decoder."""
+    num_tasks: int = 7
+    in_channels: int = 1
+    patch_size: tuple[int, int, int] = (64, 192, 192)
+    """(D, H, W); each divisible by 2**(number of downsampling stages). The positional embedding depends on it."""
+
+    # CNN encoder / decoder
+    stem_channels: int = 32
+    encoder_channels: tuple[int, ...] = (32, 64, 128, 256, 256)
+    encoder_blocks: tuple[int, ...] = (1, 2, 2, 2, 2)
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 32)
+    """Output channels of the decoder's residual block at each level, deepest first."""
+    norm_groups: int = 16
+    activation: Activation = "leaky_relu"
+    negative_slope: float = 0.1
+    weight_std: bool = True
+    skip: SkipMode = "attentive"
+    """"attentive": U + S*gate (official code); "paper": U + S*gate + S with 1x1x1 convs (Eq. 5 as written);
+    "additive": U + S (DoDNet, and the "w/o Attn-Skip" ablation)."""
+
+    # Transformers
+    dim: int = 256
+    mlp_dim: int = 512
+    heads: int = 8
+    dropout: float = 0.1
+    image_layers: int = 4
+    query_layers: int = 2
+    querying_layers: int = 4
+    num_queries: int = 32
+
+    # Table 2 ablation switches
+    image_transformer: bool = True
+    query_generation: bool = True
+    querying: bool = True
+    query_concat: bool = True
+    """Keys/values of the focused querying are [Q_enc; image tokens] (True) or image tokens only ("w/o Q-F_enc-Cat")."""
+
+    # Dynamic head
+    head_channels: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        for name in ("encoder_channels", "encoder_blocks", "decoder_channels"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _fail(self, field: str, value: Any, expected: str) -> None:
+        raise CCQError(f"model config: {field}={value!r}: expected {expected}")
+
+    def _validate(self) -> None:
+        if self.arch not in _ARCHS:
+            self._fail("arch", self.arch, f"one of {_ARCHS}")
+        if self.skip not in _SKIPS:
+            self._fail("skip", self.skip, f"one of {_SKIPS}")
+        if self.activation not in _ACTIVATIONS:
+            self._fail("activation", self.activation, f"one of {_ACTIVATIONS}")
+        if self.num_tasks < 1:
+            self._fail("num_tasks", self.num_tasks, "a positive integer")
+        levels = len(self.encoder_channels)
+        if levels < 2 or len(self.encoder_blocks) != levels:
+            self._fail("encoder_blocks", self.encoder_blocks, f"{levels} entries, one per encoder stage")
+        if len(self.decoder_channels) != levels - 1:
+            self._fail(
+                "decoder_channels", self.decoder_channels, f"{levels - 1} entries (one per skip level)"
+            )
+        if len(self.patch_size) != 3:
+            self._fail("patch_size", self.patch_size, "three integers (D, H, W)")
+        factor = self.downsampling
+        if any(p <= 0 or p % factor for p in self.patch_size):
+            self._fail("patch_size", self.patch_size, f"positive sizes divisible by {factor}")
+        channels = (self.stem_channels, *self.encoder_channels, *self.decoder_channels)
+        for c in channels:
+            if c % self.norm_groups:
+                self._fail("norm_groups", self.norm_groups, f"a divisor of every channel count {channels}")
+        if self.dim % self.heads:
+            self._fail("heads", self.heads, f"a divisor of dim={self.dim}")
+        if self.decoder_channels[-1] % self.norm_groups:
+            self._fail("decoder_channels", self.decoder_channels, "a last entry divisible by norm_groups")
+        if not 0.0 <= self.dropout < 1.0:
+            self._fail("dropout", self.dropout, "a probability in [0, 1)")
+        if self.arch == "ccq" and not self.image_transformer:
+            self._fail("image_transformer", False, "True for arch 'ccq' (its queries read the image tokens)")
+        if self.arch == "dodnet" and self.image_transformer and self.dim != self.encoder_channels[-1]:
+            self._fail(
+                "dim",
+                self.dim,
+                f"{self.encoder_channels[-1]} (the bottleneck channels) when the DoDNet "
+                "decoder starts from the image transformer's tokens",
+            )
+        if self.num_queries < 1 or self.head_channels < 1:
+            self._fail(
+                "num_queries/head_channels", (self.num_queries, self.head_channels), "positive integers"
+            )
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def downsampling(self) -> int:
+        """Total stride of the encoder (16 for the official five stages)."""
+        return 2 ** (len(self.encoder_channels) - 1)
+
+    @property
+    def bottleneck_size(self) -> tuple[int, int, int]:
+        f = self.downsampling
+        return (self.patch_size[0] // f, self.patch_size[1] // f, self.patch_size[2] // f)
+
+    @property
+    def num_tokens(self) -> int:
+        d, h, w = self.bottleneck_size
+        return d * h * w
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise CCQError(f"model config: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CCQError(f"model config: unknown field(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise CCQError(f"model config: unknown field(s) {unknown}; expected some of {sorted(known)}")
+        return dataclasses.replace(self, **changes)

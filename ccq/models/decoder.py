@@ -1,0 +1,128 @@
+"""The CNN decoder: x2 upsampling, (attentive) skip connections and one residual block per level."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ccq.models.config import Activation, SkipMode
+from ccq.models.fused import norm_act_conv
+from ccq.models.layers import ResBlock, activation_slope, conv_weight, make_conv
+
+
+def _grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """[G*B, ...] -> [G, B, ...] (group-major batch layout used for branches and tasks)."""
+    return x.view(groups, x.shape[0] // groups, *x.shape[1:])
+
+
+class SkipGate(nn.Module):
+    """Single-channel spatial gate of a skip connection, computed from [S; U].
+
+    gate = sigmoid(conv(GN(act(conv(GN([S; U])))))), 2C -> C -> 1 channels. "attentive" (official code):
+    U + S*gate, 3x3x3 convs. "paper" (Eq. 5 as written): U + S*gate + S, 1x1x1 convs.
+
+    GN over [S; U] with an even number of groups never mixes S and U channels, and a conv over a concatenation
+    is the sum of convs over its parts. So the S half is computed once per sample and shared by all the branches
+    (organ/tumor, tasks) that decode the same image, instead of once per branch.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        mode: SkipMode = "attentive",
+        norm_groups: int = 16,
+        activation: Activation = "leaky_relu",
+        negative_slope: float = 0.1,
+        weight_std: bool = True,
+    ) -> None:
+        super().__init__()
+        if mode not in ("attentive", "paper"):
+            raise ValueError(f"SkipGate mode {mode!r}: expected 'attentive' or 'paper'")
+        kernel = 3 if mode == "attentive" else 1
+        self.mode = mode
+        self.channels = channels
+        self.norm_groups = norm_groups
+        self.norm1 = nn.GroupNorm(norm_groups, 2 * channels)
+        self.conv1 = make_conv(2 * channels, channels, kernel, 1, weight_std)
+        self.slope = activation_slope(activation, negative_slope)
+        self.norm2 = nn.GroupNorm(norm_groups, channels)
+        self.conv2 = make_conv(channels, 1, kernel, 1, weight_std)
+
+    def _first_conv(self, skip: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:
+        c = self.channels
+        w = conv_weight(self.conv1)
+        pad = self.conv1.padding
+        norm = self.norm1
+        if self.norm_groups % 2:
+            # Odd group count: a group straddles S and U, so fall back to the concatenation.
+            joined = torch.cat([skip.repeat(groups, 1, 1, 1, 1), up], dim=1)
+            return norm_act_conv(joined, norm, w, None, 1, pad)
+        half = self.norm_groups // 2
+        s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w[:, :c], None, 1, pad)
+        u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w[:, c:], None, 1, pad)
+        return (_grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
+
+    def forward(self, skip: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:
+        """skip S: [B, C, D, H, W]; up U: [G*B, C, D, H, W] group-major -> gated sum [G*B, C, D, H, W]."""
+        hidden = self._first_conv(skip, up, groups)
+        logit = norm_act_conv(
+            hidden, self.norm2, conv_weight(self.conv2), None, 1, self.conv2.padding, pre_slope=self.slope
+        )
+        gate = torch.sigmoid(logit)
+        if self.mode == "paper":
+            gate = gate + 1.0
+        merged = torch.addcmul(_grouped(up, groups), skip.unsqueeze(0), _grouped(gate, groups))
+        return merged.flatten(0, 1)
+
+
+class Decoder(nn.Module):
+    """Four times: trilinear x2 upsample, merge the skip (gated or added), one residual block.
+
+    Channels: the input has as many channels as the deepest skip; each block maps to `out_channels[i]`, which must
+    equal the channels of the next (shallower) skip.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 256,
+        skip_channels: tuple[int, ...] = (32, 64, 128, 256),
+        out_channels: tuple[int, ...] = (128, 64, 32, 32),
+        skip: SkipMode = "attentive",
+        norm_groups: int = 16,
+        activation: Activation = "leaky_relu",
+        negative_slope: float = 0.1,
+        weight_std: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(skip_channels) != len(out_channels):
+            raise ValueError(
+                f"skip_channels {skip_channels} and out_channels {out_channels} differ in length"
+            )
+        self.skip_mode = skip
+        gates, blocks = [], []
+        current = in_channels
+        for s_ch, out_ch in zip(reversed(skip_channels), out_channels, strict=True):
+            if current != s_ch:
+                raise ValueError(
+                    f"decoder input of {current} channels cannot merge a skip of {s_ch} channels"
+                )
+            if skip != "additive":
+                gates.append(SkipGate(s_ch, skip, norm_groups, activation, negative_slope, weight_std))
+            blocks.append(ResBlock(current, out_ch, 1, norm_groups, activation, negative_slope, weight_std))
+            current = out_ch
+        self.gates = nn.ModuleList(gates)
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = current
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], groups: int = 1) -> torch.Tensor:
+        """x: [G*B, C, d, h, w] group-major; skips: shallow first, [B, c_i, ...] each -> [G*B, c_out, D, H, W]."""
+        for level, block in enumerate(self.blocks):
+            skip = skips[-1 - level]
+            x = F.interpolate(x, scale_factor=2.0, mode="trilinear", align_corners=False)
+            if self.skip_mode == "additive":
+                x = (_grouped(x, groups) + skip.unsqueeze(0)).flatten(0, 1)
+            else:
+                x = self.gates[level](skip, x, groups)
+            x = block(x)
+        return x

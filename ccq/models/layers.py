@@ -1,0 +1,155 @@
+"""Convolutional building blocks of the 3D residual U-Net shared by CCQ and DoDNet."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ccq.models.config import Activation
+from ccq.models.fused import norm_act_conv
+
+
+def make_activation(kind: Activation, negative_slope: float = 0.1) -> nn.Module:
+    """In-place activations: autograd then keeps one tensor (the result) instead of two."""
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    return nn.LeakyReLU(negative_slope, inplace=True)
+
+
+def standardize_weight(weight: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Weight standardization per output filter: (w - mean) / sqrt(var + eps), var unbiased as the official code."""
+    flat = weight.flatten(1)
+    mean = flat.mean(dim=1, keepdim=True)
+    centred = flat - mean
+    std = torch.sqrt(centred.var(dim=1, keepdim=True) + eps)
+    return (centred / std).view_as(weight)
+
+
+class WSConv3d(nn.Conv3d):
+    """Conv3d with weight standardization (Qiao et al. 2019), no bias by default.
+
+    In training the standardized weight is recomputed at each call (it is part of the graph). In eval mode it
+    is cached and reused until the raw weight changes (tracked through the tensor's version counter), which saves
+    the recomputation at every sliding window.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        bias: bool = False,
+    ) -> None:
+        if padding is None:
+            padding = kernel_size // 2
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self._cache: tuple[tuple[int, int, torch.device, torch.dtype], torch.Tensor] | None = None
+
+    def standardized_weight(self) -> torch.Tensor:
+        """The standardized weight [out, in, k, k, k], cached while gradients are off and the weight unchanged."""
+        if self.training or torch.is_grad_enabled():
+            self._cache = None
+            return standardize_weight(self.weight)
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.device, self.weight.dtype)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, standardize_weight(self.weight))
+        return self._cache[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, D, H, W] -> [B, C_out, D', H', W']."""
+        return F.conv3d(x, self.standardized_weight(), self.bias, self.stride, self.padding)
+
+
+def make_conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 3,
+    stride: int = 1,
+    weight_std: bool = True,
+) -> nn.Conv3d:
+    """A bias-free 3D conv, weight-standardized or plain."""
+    if weight_std:
+        return WSConv3d(in_channels, out_channels, kernel_size, stride=stride)
+    return nn.Conv3d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
+    )
+
+
+def activation_slope(kind: Activation, negative_slope: float = 0.1) -> float:
+    """The negative slope that encodes an activation for `norm_act_conv`: 0.0 is ReLU."""
+    return 0.0 if kind == "relu" else negative_slope
+
+
+def conv_weight(conv: nn.Conv3d) -> torch.Tensor:
+    """The weight a conv actually applies (standardized for WSConv3d)."""
+    return conv.standardized_weight() if isinstance(conv, WSConv3d) else conv.weight
+
+
+def apply_norm_act_conv(
+    x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv3d, slope: float | None
+) -> torch.Tensor:
+    """conv(act(norm(x))) through the memory-lean unit; x: [B, C, D, H, W] -> [B, C_out, D', H', W']."""
+    return norm_act_conv(x, norm, conv_weight(conv), conv.bias, conv.stride, conv.padding, post_slope=slope)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: GN -> act -> conv(stride) -> GN -> act -> conv, plus a shortcut.
+
+    The shortcut is GN -> act -> 1x1x1 conv (stride) when the stride or the channel count changes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        norm_groups: int = 16,
+        activation: Activation = "leaky_relu",
+        negative_slope: float = 0.1,
+        weight_std: bool = True,
+    ) -> None:
+        super().__init__()
+        self.slope = activation_slope(activation, negative_slope)
+        self.norm1 = nn.GroupNorm(norm_groups, in_channels)
+        self.conv1 = make_conv(in_channels, out_channels, 3, stride, weight_std)
+        self.norm2 = nn.GroupNorm(norm_groups, out_channels)
+        self.conv2 = make_conv(out_channels, out_channels, 3, 1, weight_std)
+        self.shortcut: nn.Sequential | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.GroupNorm(norm_groups, in_channels),
+                make_activation(activation, negative_slope),
+                make_conv(in_channels, out_channels, 1, stride, weight_std),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, D, H, W] -> [B, C_out, D/stride, H/stride, W/stride]."""
+        out = apply_norm_act_conv(x, self.norm1, self.conv1, self.slope)
+        out = apply_norm_act_conv(out, self.norm2, self.conv2, self.slope)
+        if self.shortcut is None:
+            return out.add_(x)
+        return out.add_(apply_norm_act_conv(x, self.shortcut[0], self.shortcut[2], self.slope))
+
+
+def make_stage(
+    in_channels: int,
+    out_channels: int,
+    blocks: int,
+    stride: int,
+    norm_groups: int,
+    activation: Activation,
+    negative_slope: float,
+    weight_std: bool,
+) -> nn.Sequential:
+    """`blocks` residual blocks; the first one changes stride and channels."""
+    layers = [
+        ResBlock(in_channels, out_channels, stride, norm_groups, activation, negative_slope, weight_std)
+    ]
+    for _ in range(1, blocks):
+        layers.append(
+            ResBlock(out_channels, out_channels, 1, norm_groups, activation, negative_slope, weight_std)
+        )
+    return nn.Sequential(*layers)

@@ -1,0 +1,116 @@
+"""Named model configurations: the official CCQ, the DoDNet baseline, tiny sizes, and the Table 2 ablations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ccq.errors import CCQError
+from ccq.models.config import ModelConfig
+
+_DODNET_CHANGES: dict[str, Any] = {
+    "arch": "dodnet",
+    "activation": "relu",
+    "skip": "additive",
+    "image_transformer": False,
+}
+
+# Sizes only (no switches): the same code at a size a CPU trains in minutes.
+_DEMO_SIZE: dict[str, Any] = {
+    "patch_size": (32, 64, 64),
+    "stem_channels": 16,
+    "encoder_channels": (16, 32, 64, 64, 64),
+    "encoder_blocks": (1, 1, 1, 1, 1),
+    "decoder_channels": (32, 16, 16, 16),
+    "norm_groups": 8,
+    "dim": 64,
+    "mlp_dim": 128,
+    "heads": 4,
+    "image_layers": 1,
+    "query_layers": 1,
+    "querying_layers": 1,
+    "num_queries": 8,
+}
+# Smaller still, for unit tests.
+_TINY_SIZE: dict[str, Any] = {
+    "patch_size": (16, 32, 32),
+    "stem_channels": 8,
+    "encoder_channels": (8, 8, 16, 16, 16),
+    "encoder_blocks": (1, 1, 1, 1, 1),
+    "decoder_channels": (16, 8, 8, 8),
+    "norm_groups": 4,
+    "dim": 16,
+    "mlp_dim": 32,
+    "heads": 4,
+    "image_layers": 1,
+    "query_layers": 1,
+    "querying_layers": 1,
+    "num_queries": 4,
+}
+
+BASES: dict[str, dict[str, Any]] = {
+    "official": {},
+    "dodnet": _DODNET_CHANGES,
+    "demo": _DEMO_SIZE,
+    "demo-dodnet": {**_DEMO_SIZE, **_DODNET_CHANGES},
+    "tiny": _TINY_SIZE,
+    "tiny-dodnet": {**_TINY_SIZE, **_DODNET_CHANGES},
+}
+
+# Table 2 of the paper, plus the paper's own Eq. 5 skip gate. Applied on top of a base size.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no-qgen": {"query_layers": 0},  # w/o Q-Generation
+    "no-querying": {"querying": False},  # w/o Querying
+    "no-cat": {"query_concat": False},  # w/o Q-F_enc-Cat
+    "baseline": _DODNET_CHANGES,  # Baseline (= DoDNet)
+    "baseline-imgattn": {**_DODNET_CHANGES, "image_transformer": True},  # Baseline+IMG-Self-Attn
+    "baseline-imgattn-attnskip": {**_DODNET_CHANGES, "image_transformer": True, "skip": "attentive"},
+    "no-attnskip": {"skip": "additive"},  # w/o Attn-Skip
+    "nq16": {"num_queries": 16},
+    "nq32": {"num_queries": 32},
+    "nq64": {"num_queries": 64},
+    "paper-skip": {"skip": "paper"},  # Eq. 5 as written: 1x1x1 convs, S*gate + S
+}
+
+TABLE2_ROWS: dict[str, str] = {
+    "full": "CCQ",
+    "no-qgen": "w/o Q-Generation",
+    "no-querying": "w/o Querying",
+    "no-cat": "w/o Q-F_enc-Cat",
+    "baseline": "Baseline",
+    "baseline-imgattn": "Baseline+IMG-Self-Attn",
+    "baseline-imgattn-attnskip": "Baseline+IMG-Self-Attn+Attn-Skip",
+    "no-attnskip": "w/o Attn-Skip",
+    "nq16": "N_q = 16",
+    "nq32": "N_q = 32",
+    "nq64": "N_q = 64",
+}
+
+
+def preset_names() -> list[str]:
+    """Every name `get_preset` accepts: a base, or `BASE+ABLATION` (e.g. `official+no-cat`, `tiny+nq16`)."""
+    return list(BASES) + [f"{b}+{a}" for b in ("official", "demo", "tiny") for a in ABLATIONS if a != "full"]
+
+
+def get_preset(
+    name: str,
+    patch_size: tuple[int, int, int] | None = None,
+    num_tasks: int | None = None,
+    **overrides: Any,
+) -> ModelConfig:
+    """The configuration called `name` ("official", "dodnet", "demo", "tiny", or BASE+ABLATION), with an optional
+    patch size, task count and any other field overridden."""
+    base_name, _, ablation = name.partition("+")
+    if base_name not in BASES:
+        raise CCQError(f"unknown model preset {name!r}: expected one of {', '.join(preset_names())}")
+    if ablation and ablation not in ABLATIONS:
+        raise CCQError(
+            f"unknown ablation {ablation!r} in preset {name!r}: expected one of {', '.join(ABLATIONS)}"
+        )
+    changes: dict[str, Any] = {**BASES[base_name], **ABLATIONS.get(ablation, {})}
+    if patch_size is not None:
+        changes["patch_size"] = tuple(patch_size)
+    if num_tasks is not None:
+        changes["num_tasks"] = num_tasks
+    changes.update(overrides)
+    return ModelConfig().replace(**changes)

@@ -1,0 +1,88 @@
+"""Building blocks: weight standardization, the split skip gate, the dynamic head."""
+
+import torch
+import torch.nn.functional as F
+
+from ccq.models.decoder import SkipGate
+from ccq.models.head import apply_dynamic_convs
+from ccq.models.layers import WSConv3d, standardize_weight
+
+
+def test_weight_standardization_matches_definition():
+    w = torch.randn(4, 3, 3, 3, 3, dtype=torch.float64)
+    s = standardize_weight(w)
+    flat = s.flatten(1)
+    torch.testing.assert_close(flat.mean(1), torch.zeros(4, dtype=torch.float64), atol=1e-12, rtol=0)
+    # unbiased variance, as the official code: std over 81 values with Bessel's correction is 1
+    torch.testing.assert_close(flat.var(1), torch.ones(4, dtype=torch.float64))
+
+
+def test_ws_conv_caches_only_without_grad_and_refreshes_on_weight_change():
+    conv = WSConv3d(2, 3, 3).eval()
+    x = torch.randn(1, 2, 4, 4, 4)
+    with torch.no_grad():
+        a = conv(x)
+        assert conv._cache is not None
+        conv.weight.copy_(torch.randn_like(conv.weight))  # seen through the version counter
+        b = conv(x)
+    expected = F.conv3d(x, standardize_weight(conv.weight), None, 1, 1)
+    torch.testing.assert_close(b, expected)
+    assert not torch.allclose(a, b)
+    conv.train()
+    conv(x).sum().backward()
+    assert conv.weight.grad is not None and conv._cache is None
+
+
+def test_split_skip_gate_equals_concatenation():
+    torch.manual_seed(0)
+    gate = SkipGate(8, "attentive", norm_groups=4).eval()
+    skip = torch.randn(2, 8, 4, 6, 6)
+    up = torch.randn(3 * 2, 8, 4, 6, 6)  # three groups (branches) of two samples each
+    with torch.no_grad():
+        fast = gate(skip, up, groups=3)
+        joined = torch.cat([skip.repeat(3, 1, 1, 1, 1), up], dim=1)
+        hidden = F.leaky_relu(gate.conv1(gate.norm1(joined)), 0.1)
+        g = torch.sigmoid(gate.conv2(gate.norm2(hidden)))
+        reference = up + skip.repeat(3, 1, 1, 1, 1) * g
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_dynamic_convs_equal_grouped_convolution():
+    torch.manual_seed(0)
+    m, c, out = 3, 8, 2
+    feats = torch.randn(m, c, 2, 3, 4)
+    sizes_w = [c * c, c * c, c * out]
+    sizes_b = [c, c, out]
+    params = torch.randn(m, sum(sizes_w) + sum(sizes_b))
+    got = apply_dynamic_convs(feats, params, c, out, "relu")
+    # reference: the DoDNet formulation with grouped 1x1x1 convolutions
+    chunks = torch.split(params, sizes_w + sizes_b, dim=1)
+    x = feats.reshape(1, m * c, 2, 3, 4)
+    for i in range(3):
+        o = c if i < 2 else out
+        w = chunks[i].reshape(m * o, -1, 1, 1, 1)
+        b = chunks[3 + i].reshape(m * o)
+        x = F.conv3d(x, w, b, groups=m)
+        if i < 2:
+            x = F.relu(x)
+    torch.testing.assert_close(got, x.reshape(m, out, 2, 3, 4), atol=1e-5, rtol=1e-5)
+
+
+def test_recomputing_units_give_the_same_gradients_as_plain_autograd():
+    from ccq.models import build_model, get_preset
+    from ccq.models.fused import recompute_enabled
+
+    torch.manual_seed(0)
+    model = (
+        build_model(get_preset("tiny")).double().eval()
+    )  # eval: no dropout, so both passes see the same net
+    x = torch.rand(2, 1, 16, 32, 32, dtype=torch.float64) * 2 - 1
+
+    def grads(enabled: bool) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        with recompute_enabled(enabled):
+            (model(x, torch.tensor([1, 4])) ** 2).mean().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    for a, b in zip(grads(True), grads(False), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
