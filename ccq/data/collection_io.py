@@ -1,0 +1,200 @@
+"""Reading and writing collection files, the built-in collections, and finding a dataset's cases on disk.
+
+The built-in MOTS collection is ``ccq/resources/collections/mots.yaml``; its train/test split comes from the
+public DoDNet/CCQ lists ``ccq/resources/mots-split/MOTS_{train,test}.txt`` (image and label paths relative to
+the authors' prepared root, one case per line; the folder prefix ``0Liver``, ``1Kidney`` ... is the task id).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ccq.data.collection import Collection, Split, TaskSpec
+from ccq.errors import CCQError
+
+BUILTIN_COLLECTIONS = ("mots",)
+COLLECTION_SUFFIXES = (".yaml", ".yml", ".json")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# nnU-Net v2 appends a 4-digit channel index to image names (CASE_0000.nii.gz); MSD does not (CASE.nii.gz).
+_CHANNEL_RE = re.compile(r"^(.+)_(\d{4})$")
+_TASK_PREFIX_RE = re.compile(r"^(\d+)[A-Za-z]")
+
+
+def _check_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in COLLECTION_SUFFIXES:
+        raise CCQError(f"{path}: a collection file must end in {', '.join(COLLECTION_SUFFIXES)}")
+    return suffix
+
+
+def parse_collection_text(text: str, suffix: str, where: str) -> Any:
+    """Parse JSON or YAML; a syntax error becomes one line naming the file and the line."""
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CCQError(f"{where}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise CCQError(f"{where}: invalid YAML{line}: {problem}") from None
+
+
+def read_collection_file(path: Path) -> Collection:
+    path = Path(path).expanduser()
+    suffix = _check_suffix(path)
+    if not path.is_file():
+        raise CCQError(f"{path}: no such collection file")
+    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    return Collection.from_dict(data, source=path.resolve())
+
+
+def write_collection_file(data: dict[str, Any], path: Path) -> Path:
+    path = Path(path).expanduser()
+    suffix = _check_suffix(path)
+    if suffix == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        import yaml
+
+        # YAML shows label values as plain integers ({0: background}) rather than quoted strings.
+        data = {
+            **data,
+            "tasks": [{**t, "labels": {int(k): v for k, v in t["labels"].items()}} for t in data["tasks"]],
+        }
+        # Flow style for leaf lists/maps keeps labels and split lists compact and readable.
+        body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
+        text = "# ccq task collection (format: ccq.data.collection)\n" + body
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_builtin_collection(name: str) -> Collection:
+    key = name.lower()
+    if key not in BUILTIN_COLLECTIONS:
+        close = difflib.get_close_matches(key, BUILTIN_COLLECTIONS, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        file_hint = " (collection files must end in .yaml, .yml or .json)" if Path(name).is_file() else ""
+        raise CCQError(
+            f"no built-in collection {name!r}{hint}{file_hint}; built in: {', '.join(BUILTIN_COLLECTIONS)}"
+        )
+    base = resources.files("ccq").joinpath("resources")
+    text = base.joinpath("collections", f"{key}.yaml").read_text(encoding="utf-8")
+    collection = Collection.from_dict(
+        parse_collection_text(text, ".yaml", f"<built-in {key}>"), f"<built-in {key}>"
+    )
+    if key == "mots":
+        split_dir = base.joinpath("mots-split")
+        train = parse_split_list(split_dir.joinpath("MOTS_train.txt").read_text(encoding="utf-8"))
+        test = parse_split_list(split_dir.joinpath("MOTS_test.txt").read_text(encoding="utf-8"))
+        collection = with_split_lists(collection, train, test)
+    return collection
+
+
+def case_id_from_filename(filename: str) -> tuple[str, int | None]:
+    """``liver_0.nii.gz`` -> ("liver_0", None); ``liver_0_0000.nii.gz`` -> ("liver_0", 0): nnU-Net channel."""
+    for suffix in NIFTI_SUFFIXES:
+        if filename.lower().endswith(suffix):
+            stem = filename[: -len(suffix)]
+            break
+    else:
+        raise CCQError(f"{filename}: expected a NIfTI file ({', '.join(NIFTI_SUFFIXES)})")
+    match = _CHANNEL_RE.match(stem)
+    return (match.group(1), int(match.group(2))) if match else (stem, None)
+
+
+def parse_split_list(text: str) -> dict[int, list[str]]:
+    """Case ids per task id from a DoDNet/CCQ split list (``0Liver/imagesTr/liver_0.nii.gz  0Liver/...``)."""
+    out: dict[int, list[str]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()[0].split("/")
+        task_id = next((int(m.group(1)) for p in parts if (m := _TASK_PREFIX_RE.match(p))), None)
+        if task_id is None:
+            raise CCQError(f"split list line {number}: no task folder (0Liver, 1Kidney ...) in {parts!r}")
+        # KiTS19 keeps each case in its own folder (case_00000/imaging.nii.gz): the folder is the case id.
+        case_id = parts[-2] if parts[-1].startswith("imaging.") else case_id_from_filename(parts[-1])[0]
+        out.setdefault(task_id, []).append(case_id)
+    return out
+
+
+def with_split_lists(
+    collection: Collection, train: dict[int, list[str]], test: dict[int, list[str]]
+) -> Collection:
+    """The collection with explicit train/test lists per task id (tasks absent from both keep theirs)."""
+    unknown = sorted((set(train) | set(test)) - {t.id for t in collection.tasks})
+    if unknown:
+        raise CCQError(f"split lists name task id(s) {unknown} not in collection {collection.name!r}")
+    tasks = [
+        replace(t, split=Split(train=tuple(train.get(t.id, ())), test=tuple(test.get(t.id, ()))))
+        if t.id in train or t.id in test
+        else t
+        for t in collection.tasks
+    ]
+    return collection.with_tasks(tasks)
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """One case of a dataset on disk; ``label`` is None where the dataset has no label file for it."""
+
+    case_id: str
+    image: Path
+    label: Path | None
+
+
+def _first_existing(folder: Path, stem: str) -> Path | None:
+    return next((folder / f"{stem}{s}" for s in NIFTI_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+
+
+def find_cases(task: TaskSpec, dataset_dir: Path) -> list[CaseFiles]:
+    """Every case of ``task`` in ``dataset_dir``, sorted by case id.
+
+    ``msd``: ``imagesTr/CASE.nii.gz`` (MSD) or ``imagesTr/CASE_0000.nii.gz`` (nnU-Net v2), labels
+    ``labelsTr/CASE.nii.gz``. ``kits``: ``case_XXXXX/imaging.nii.gz`` + ``segmentation.nii.gz``.
+    """
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise CCQError(f"task {task.name!r}: dataset folder {dataset_dir} does not exist")
+    cases: dict[str, CaseFiles] = {}
+    if task.layout == "msd":
+        images = dataset_dir / "imagesTr"
+        if not images.is_dir():
+            raise CCQError(
+                f"task {task.name!r}: {images} does not exist (layout 'msd' expects imagesTr/, labelsTr/)"
+            )
+        for path in sorted(images.iterdir()):
+            # MSD tarballs carry macOS "._liver_0.nii.gz" resource forks: not images.
+            if path.name.startswith(".") or not path.name.lower().endswith(NIFTI_SUFFIXES):
+                continue
+            case_id, channel = case_id_from_filename(path.name)
+            if channel not in (None, 0):
+                raise CCQError(f"{path}: channel {channel:04d}; a CT dataset has a single channel (_0000)")
+            if case_id in cases:
+                raise CCQError(f"{path}: case {case_id!r} appears twice in {images} (CASE and CASE_0000?)")
+            cases[case_id] = CaseFiles(case_id, path, _first_existing(dataset_dir / "labelsTr", case_id))
+    else:
+        for folder in sorted(
+            p for p in dataset_dir.iterdir() if p.is_dir() and re.match(r"^case_\d+$", p.name)
+        ):
+            image = _first_existing(folder, "imaging")
+            if image is None:
+                raise CCQError(f"{folder}: no imaging.nii.gz (layout 'kits')")
+            cases[folder.name] = CaseFiles(folder.name, image, _first_existing(folder, "segmentation"))
+    if not cases:
+        raise CCQError(f"task {task.name!r}: no cases found in {dataset_dir} (layout {task.layout!r})")
+    return [cases[k] for k in sorted(cases)]
