@@ -1,0 +1,549 @@
+"""ccq checkpoints: a directory holding `model.safetensors` (weights) and `checkpoint.json` (everything else).
+
+The JSON carries the model configuration, the preprocessing and the task collection the weights were
+trained with, so that weights are never used with the wrong spacing, patch or task list (DoDNet issue #19).
+Weights are safetensors and nothing is ever unpickled: a pickle offered as a checkpoint is recognised by its
+bytes and refused.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ccq.checkpoint.sniff import describe_foreign_file, read_json_object, sniff_file
+from ccq.errors import CCQError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ccq.data.collection import Collection
+    from ccq.data.preprocessing import PreprocessingConfig
+    from ccq.models.config import ModelConfig
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "FORMAT_VERSION",
+    "META_NAME",
+    "WEIGHTS_NAME",
+    "CheckpointMeta",
+    "LoadedCheckpoint",
+    "check_replaceable",
+    "is_checkpoint_dir",
+    "load_checkpoint",
+    "read_checkpoint_meta",
+    "resolve_model_path",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "ccq-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+META_NAME = "checkpoint.json"
+RUN_CHECKPOINT_NAMES = ("best", "last")
+"""Checkpoint sub-directories of a training run directory, in the order `resolve_model_path` prefers them."""
+
+_log = logging.getLogger(__name__)
+_MAX_KEYS_IN_MESSAGE = 20
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """The parsed `checkpoint.json` of a checkpoint directory."""
+
+    path: Path
+    model_config: ModelConfig
+    preprocessing: PreprocessingConfig
+    collection: Collection
+    source: str = ""
+    created: str = ""
+    ccq_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model rebuilt from a checkpoint (weights loaded strictly, eval mode) and what it was trained with."""
+
+    model: torch.nn.Module
+    model_config: ModelConfig
+    preprocessing: PreprocessingConfig
+    collection: Collection
+    meta: CheckpointMeta
+
+
+# ----------------------------------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: torch.nn.Module,
+    *,
+    preprocessing: PreprocessingConfig,
+    collection: Collection,
+    source: str = "",
+    extra: Mapping[str, Any] | None = None,
+    add_files: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write `model` (carrying its `ModelConfig` as `model.config`) as a checkpoint directory at `path`.
+
+    The checkpoint is assembled in a hidden sibling directory and swapped in at the end, so a crash or a kill
+    at any moment leaves either the previous checkpoint or the new one at `path`, never a mixture. An existing
+    checkpoint at `path` is replaced; any other existing file or non-empty directory is refused.
+    `add_files(tmp_dir)`, if given, may write further files (say a training state) into the checkpoint before
+    the swap, so that they are replaced together with the weights. Returns `path`.
+    """
+    path = Path(path)
+    model = _unwrap(model)
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise TypeError(
+            f"save_checkpoint: {type(model).__name__} has no `.config` ModelConfig; build it with build_model"
+        )
+    _check_consistent(config, preprocessing, collection, where=str(path))
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": "model",
+        "model": config.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "collection": collection.to_dict(),
+        "ccq_version": _ccq_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": str(source),
+        "extra": _jsonable(dict(extra or {}), "extra"),
+    }
+    # Serialise before touching the disk, so that a non-JSON `extra` fails without leaving anything behind.
+    meta_text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+    tensors = _tensors_for_saving(model.state_dict())
+
+    _recover_interrupted(path)
+    check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    os.mkdir(tmp)
+    try:
+        from safetensors.torch import save_file
+
+        save_file(
+            tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ccq_format": CHECKPOINT_FORMAT}
+        )
+        # The JSON is written last: a directory that has it is complete.
+        (tmp / META_NAME).write_text(meta_text, encoding="utf-8")
+        if add_files is not None:
+            add_files(tmp)
+        _fsync_tree(tmp)
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _ccq_version() -> str:
+    from ccq import __version__
+
+    return __version__
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """`value` as strict JSON data: numpy / 0-d tensor scalars become numbers, paths strings, and non-finite
+    floats null (a NaN validation score must not make a training run fail at its checkpoint)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return _jsonable(item(), where)
+    raise TypeError(f"save_checkpoint: {where} is a {type(value).__name__}; expected JSON data")
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model inside DistributedDataParallel / DataParallel / torch.compile wrappers.
+
+    Their state-dict keys carry `module.` / `_orig_mod.` prefixes that the rebuilt model would not have.
+    """
+    import torch
+
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+            continue
+        inner = getattr(model, "_orig_mod", None)
+        if isinstance(inner, torch.nn.Module):
+            model = inner
+            continue
+        return model
+
+
+def _tensors_for_saving(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors with no two sharing memory (safetensors refuses shared or strided storage)."""
+    import torch
+
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"save_checkpoint: state-dict entry {key!r} is a {type(value).__name__}, not a tensor"
+            )
+        tensor = value.detach().to("cpu").contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen:
+            # Tied weights or views of one buffer: each gets its own copy; loading restores the tie because
+            # load_state_dict copies into the module's (shared) parameters.
+            tensor = tensor.clone()
+            ptr = tensor.untyped_storage().data_ptr()
+        if tensor.numel():
+            seen.add(ptr)
+        out[key] = tensor
+    return out
+
+
+def check_replaceable(path: str | os.PathLike[str]) -> None:
+    """Raise CCQError if `path` holds anything but a ccq checkpoint or an empty directory (which a save
+    would replace); callers may check early, before expensive work."""
+    path = Path(path)
+    if path.is_symlink():
+        raise CCQError(f"{path} is a symbolic link; refusing to replace it with a checkpoint directory")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise CCQError(f"{path} exists and is a file, not a ccq checkpoint directory; refusing to replace it")
+    if not any(path.iterdir()) or is_checkpoint_dir(path):
+        return
+    raise CCQError(
+        f"{path} exists and is not a ccq checkpoint directory (no {META_NAME} with format "
+        f"{CHECKPOINT_FORMAT!r}); refusing to replace it: choose another path or remove it"
+    )
+
+
+def _aside_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.ccq-previous"
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Move the finished directory `tmp` to `path`, replacing whatever checkpoint is there."""
+    if not path.exists():
+        os.rename(tmp, path)
+        return
+    if _exchange(tmp, path):
+        # `tmp` now holds the previous checkpoint.
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    # No atomic exchange here (not Linux, or a filesystem without RENAME_EXCHANGE): move the old checkpoint
+    # aside under a fixed name first. If we are killed before the new one is in place, `_recover_interrupted`
+    # moves it back the next time anyone opens `path`.
+    aside = _aside_path(path)
+    os.rename(path, aside)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _discard(aside)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories with Linux renameat2(RENAME_EXCHANGE); False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _discard(directory: Path) -> None:
+    """Delete a directory, first renaming it so that a half-deleted copy never keeps a meaningful name."""
+    trash = directory.parent / f".{directory.name.lstrip('.')}.trash-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.rename(directory, trash)
+    except OSError:
+        trash = directory
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _recover_interrupted(path: Path) -> None:
+    """Put back a previous checkpoint that a killed `save_checkpoint` had moved aside (see `_swap_in`)."""
+    aside = _aside_path(path)
+    if not os.path.lexists(path) and aside.is_dir():
+        _log.warning("restoring %s from %s (an earlier save was interrupted)", path, aside)
+        os.rename(aside, path)
+
+
+def _remove_stale_siblings(path: Path) -> None:
+    """Delete leftovers of saves to `path` that were killed: their temporary and half-deleted directories."""
+    prefixes = (f".{path.name}.tmp-", f".{path.name}.ccq-previous.trash-")
+    for entry in path.parent.glob(f".{path.name}.*"):
+        name = entry.name
+        if not entry.is_dir() or not name.startswith(prefixes):
+            continue
+        pid = name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    aside = _aside_path(path)
+    if aside.is_dir() and path.is_dir():
+        # The new checkpoint landed but the old one was not yet deleted.
+        _discard(aside)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _fsync_tree(directory: Path) -> None:
+    for entry in directory.rglob("*"):
+        if entry.is_file():
+            with entry.open("rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (and all of Windows) cannot fsync a directory; the data files are synced
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def is_checkpoint_dir(path: str | os.PathLike[str]) -> bool:
+    """True if `path` is a directory whose checkpoint.json declares the ccq checkpoint format."""
+    meta = Path(path) / META_NAME
+    if not meta.is_file() or sniff_file(meta) != "json":
+        return False
+    try:
+        return read_json_object(meta).get("format") == CHECKPOINT_FORMAT
+    except CCQError:
+        return False
+
+
+def read_checkpoint_meta(path: str | os.PathLike[str]) -> CheckpointMeta:
+    """Parse and validate a checkpoint's `checkpoint.json`, without building the model or reading weights."""
+    path = Path(path)
+    _recover_interrupted(path)
+    _require_checkpoint_dir(path)
+    return _parse_meta(path, read_json_object(path / META_NAME))
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model a checkpoint describes and load its weights strictly; the model is in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ccq.models import build_model
+
+    meta = read_checkpoint_meta(path)
+    weights = meta.path / WEIGHTS_NAME
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CCQError(
+            f"{weights}: cannot be read as safetensors ({_first_line(err)}); the file is corrupt"
+        ) from err
+    model = build_model(meta.model_config)
+    _check_state_dict(weights, tensors, model.state_dict())
+    model.load_state_dict(tensors, strict=True)
+    model.to(device)
+    model.eval()
+    return LoadedCheckpoint(
+        model=model,
+        model_config=meta.model_config,
+        preprocessing=meta.preprocessing,
+        collection=meta.collection,
+        meta=meta,
+    )
+
+
+def resolve_model_path(path: str | os.PathLike[str], *, notify: Callable[[str], None] | None = None) -> Path:
+    """The checkpoint directory `path` names: itself, or for a training run directory its `best/`
+    (else `last/`). `notify` receives a one-line note when a run directory is mapped to one of its
+    checkpoints (default: the log).
+    """
+    path = Path(path)
+    _recover_interrupted(path)
+    if path.is_dir() and not (path / META_NAME).exists():
+        for name in RUN_CHECKPOINT_NAMES:
+            candidate = path / name
+            _recover_interrupted(candidate)
+            if is_checkpoint_dir(candidate):
+                note = f"{path} is a training run directory; using its {name}/ checkpoint {candidate}"
+                (notify or _log.info)(note)
+                return candidate
+    _require_checkpoint_dir(path)
+    return path
+
+
+def _require_checkpoint_dir(path: Path) -> None:
+    """Raise a one-line CCQError unless `path` looks like a checkpoint directory; never opens a pickle."""
+    expected = f"expected a ccq checkpoint directory holding {WEIGHTS_NAME} and {META_NAME}"
+    if not path.exists():
+        raise CCQError(f"{path}: no such file or directory; {expected}")
+    if not path.is_dir():
+        raise CCQError(describe_foreign_file(path))
+    if not (path / META_NAME).is_file():
+        runs = [n for n in RUN_CHECKPOINT_NAMES if (path / n / META_NAME).is_file()]
+        if runs:
+            options = " or ".join(str(path / n) for n in runs)
+            raise CCQError(f"{path} is a training run directory, not a checkpoint; use {options}")
+        raise CCQError(f"{path}: has no {META_NAME}; {expected}")
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CCQError(f"{weights}: missing; {expected}")
+    kind = sniff_file(weights)
+    if kind in ("pickle", "zip"):
+        raise CCQError(
+            f"{weights} is a PyTorch pickle file, not safetensors; ccq never unpickles files: "
+            "convert official checkpoints with `ccq convert-official IN.pth OUT`"
+        )
+    if kind != "safetensors":
+        raise CCQError(f"{weights}: is not a safetensors file ({kind} content); {expected}")
+
+
+def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
+    from ccq.data.collection import Collection
+    from ccq.data.preprocessing import PreprocessingConfig
+    from ccq.models.config import ModelConfig
+
+    where = path / META_NAME
+    if raw.get("format") != CHECKPOINT_FORMAT:
+        raise CCQError(f"{where}: format={raw.get('format')!r}; expected {CHECKPOINT_FORMAT!r}")
+    version = raw.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CCQError(f"{where}: format_version={version!r}; expected the integer {FORMAT_VERSION}")
+    if version > FORMAT_VERSION:
+        raise CCQError(
+            f"{where}: format_version={version} was written by a newer ccq; this ccq reads version "
+            f"{FORMAT_VERSION}: upgrade ccq"
+        )
+    if version != FORMAT_VERSION:
+        raise CCQError(f"{where}: format_version={version}; expected {FORMAT_VERSION}")
+    if raw.get("kind") != "model":
+        raise CCQError(f"{where}: kind={raw.get('kind')!r}; expected 'model'")
+
+    def section(name: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
+        value = raw.get(name)
+        if not isinstance(value, dict):
+            got = "missing" if value is None else f"a {type(value).__name__}"
+            raise CCQError(f"{where}: field {name!r} is {got}; expected a JSON object")
+        try:
+            return parse(value)
+        except CCQError as err:
+            text = str(err)
+            raise CCQError(text if text.startswith(str(where)) else f"{where}: {name}: {text}") from err
+        except (TypeError, ValueError, KeyError) as err:
+            raise CCQError(f"{where}: {name}: invalid ({_first_line(err)})") from err
+
+    model_config = section("model", ModelConfig.from_dict)
+    preprocessing = section("preprocessing", PreprocessingConfig.from_dict)
+    # A string source names the field in errors without making a relative `root` resolve against the
+    # checkpoint's directory.
+    collection = section("collection", lambda d: Collection.from_dict(d, source=f"{where}: collection"))
+    _check_consistent(model_config, preprocessing, collection, where=str(where))
+
+    extra = raw.get("extra", {})
+    if not isinstance(extra, dict):
+        raise CCQError(f"{where}: field 'extra' is a {type(extra).__name__}; expected a JSON object")
+    for name in ("source", "created", "ccq_version"):
+        if not isinstance(raw.get(name, ""), str):
+            raise CCQError(f"{where}: field {name!r}={raw[name]!r}; expected a string")
+    return CheckpointMeta(
+        path=path,
+        model_config=model_config,
+        preprocessing=preprocessing,
+        collection=collection,
+        source=raw.get("source", ""),
+        created=raw.get("created", ""),
+        ccq_version=raw.get("ccq_version", ""),
+        extra=extra,
+    )
+
+
+def _check_consistent(model_config: Any, preprocessing: Any, collection: Any, *, where: str) -> None:
+    """The three configurations must describe the same network input and the same tasks."""
+    model_patch = tuple(int(p) for p in model_config.patch_size)
+    if model_patch != tuple(preprocessing.patch_size):
+        raise CCQError(
+            f"{where}: model patch_size {list(model_patch)} differs from preprocessing patch_size "
+            f"{list(preprocessing.patch_size)}; expected the same patch (the positional embedding is sized "
+            "for it)"
+        )
+    if int(model_config.num_tasks) != int(collection.num_tasks):
+        raise CCQError(
+            f"{where}: model num_tasks={model_config.num_tasks} but the task collection has "
+            f"{collection.num_tasks} tasks; expected equal"
+        )
+
+
+def _check_state_dict(
+    weights: Path, tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> None:
+    """Name every missing, unexpected or wrongly shaped tensor before load_state_dict's multi-line error."""
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    shapes = [
+        f"{k} {list(tensors[k].shape)} (expected {list(v.shape)})"
+        for k, v in expected.items()
+        if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing key(s) {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected key(s) {_listing(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatch for {_listing(shapes)}")
+    if problems:
+        raise CCQError(
+            f"{weights}: {'; '.join(problems)}; the weights do not match the model described in {META_NAME}"
+        )
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_KEYS_IN_MESSAGE])
+    more = len(items) - _MAX_KEYS_IN_MESSAGE
+    return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,62 @@
+"""`ccq summary`: parameter count per part and forward FLOPs of a model preset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ccq.errors import CCQError
+
+
+def summary(
+    preset: str = typer.Option(
+        "official",
+        "--preset",
+        help="Model preset: official, dodnet, demo, tiny, or BASE+ABLATION (e.g. official+no-cat).",
+    ),
+    patch: tuple[int, int, int] | None = typer.Option(
+        None,
+        "--patch",
+        metavar="D H W",
+        help="Patch size in voxels; default: the preset's (official 64 192 192).",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="A model config JSON (as saved beside checkpoints) instead of a preset."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (keys: params, flops, params_by_part)."
+    ),
+) -> None:
+    """Print the parameter count (total and per part) and the forward FLOPs for one patch at batch 1.
+
+    FLOPs count 2 x the multiply-accumulates of convolutions and matrix products (torch.utils.flop_counter),
+    computed on the meta device: nothing is allocated.
+    """
+    from ccq.models import ModelConfig, get_preset
+    from ccq.models.summary import summarize
+
+    if config is not None:
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CCQError(f"{config}: cannot read a model config JSON ({err})") from None
+        cfg = ModelConfig.from_dict(data.get("model", data))
+        if patch is not None:
+            cfg = cfg.replace(patch_size=tuple(patch))
+        name = str(config)
+    else:
+        cfg = get_preset(preset, patch_size=tuple(patch) if patch is not None else None)
+        name = preset
+    result = summarize(cfg, name)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    d, h, w = result.patch_size
+    print(f"preset {name}  (arch {cfg.arch}, patch {d}x{h}x{w}, {cfg.num_tasks} tasks)")
+    width = max(len(k) for k in result.params_by_part)
+    for part, count in result.params_by_part.items():
+        print(f"  {part:<{width}}  {count:>12,d}  ({count / 1e6:6.2f} M)")
+    print(f"  {'total':<{width}}  {result.params:>12,d}  ({result.params / 1e6:6.2f} M)")
+    print(f"forward FLOPs per patch: {result.flops:,d}  ({result.flops / 1e12:.3f} TFLOPs)")
