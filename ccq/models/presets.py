@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from ccq.errors import CCQError
@@ -102,11 +103,16 @@ def get_preset(
     patch size, task count and any other field overridden."""
     base_name, _, ablation = name.partition("+")
     if base_name not in BASES:
-        raise CCQError(f"unknown model preset {name!r}: expected one of {', '.join(preset_names())}")
-    if ablation and ablation not in ABLATIONS:
+        close = difflib.get_close_matches(base_name, list(BASES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise CCQError(
-            f"unknown ablation {ablation!r} in preset {name!r}: expected one of {', '.join(ABLATIONS)}"
+            f"unknown model preset {name!r}{hint}: expected one of {', '.join(BASES)}, optionally followed by "
+            f"+ABLATION ({', '.join(a for a in ABLATIONS if a != 'full')})"
         )
+    if ablation and ablation not in ABLATIONS:
+        close = difflib.get_close_matches(ablation, list(ABLATIONS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise CCQError(f"unknown ablation {ablation!r} in preset {name!r}{hint}: expected one of {', '.join(ABLATIONS)}")
     changes: dict[str, Any] = {**BASES[base_name], **ABLATIONS.get(ablation, {})}
     if patch_size is not None:
         changes["patch_size"] = tuple(patch_size)
