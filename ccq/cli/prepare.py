@@ -1,0 +1,86 @@
+"""`ccq prepare`: public CT downloads (MSD / LiTS / KiTS19 folders) -> a resampled, memory-mappable cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ccq.errors import CCQError
+
+
+def prepare(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write the prepared cases into.", show_default=False)
+    ],
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            "--raw",
+            help="Folder holding the downloaded datasets (Task03_Liver, kits19/data, ...). "
+            "Optional when the collection file sets `root`.",
+            show_default=False,
+        ),
+    ] = None,
+    collection: Annotated[
+        str, typer.Option("--collection", help="Task collection: 'mots' or a collection file (.yaml/.json).")
+    ] = "mots",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Cases prepared in parallel (processes).")] = 1,
+    keep_going: Annotated[
+        bool,
+        typer.Option("--keep-going", help="Go on after a bad case; list the failures at the end (exit 1)."),
+    ] = False,
+    folders: Annotated[
+        Path | None,
+        typer.Option(
+            "--folders",
+            help="JSON/YAML mapping task name -> folder, for datasets whose folder names differ.",
+            show_default=False,
+        ),
+    ] = None,
+    preprocessing: Annotated[
+        Path | None,
+        typer.Option(
+            "--preprocessing",
+            help="JSON/YAML PreprocessingConfig (spacing, HU window ...); default: the official preset.",
+            show_default=False,
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Reorient, resample (1.5 x 0.8 x 0.8 mm official) and window every train/test case of a collection.
+
+    Writes OUT/manifest.json, OUT/collection.json, OUT/preprocessing.json and one folder per case. Running
+    the same command again skips finished cases, so an interrupted run simply resumes.
+    """
+    from ccq.data.collection import load_collection
+    from ccq.data.prepare_run import prepare_collection, read_folders_file
+    from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
+
+    tasks = load_collection(collection)
+    config = OFFICIAL_PREPROCESSING if preprocessing is None else read_preprocessing_file(preprocessing)
+    mapping = None if folders is None else read_folders_file(folders)
+    summary = prepare_collection(
+        tasks, raw, out, config, workers=workers, keep_going=keep_going, folders=mapping, progress=progress
+    )
+    typer.echo(summary.report())
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def read_preprocessing_file(path: Path):  # -> PreprocessingConfig (import kept lazy for a fast --help)
+    from ccq.data.collection_io import parse_collection_text
+    from ccq.data.preprocessing import PreprocessingConfig
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CCQError(f"--preprocessing {path}: no such file; expected a JSON or YAML PreprocessingConfig")
+    suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
+    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    if not isinstance(data, dict):
+        raise CCQError(f"{path}: expected a mapping of PreprocessingConfig fields (spacing, hu_min ...)")
+    try:
+        return PreprocessingConfig.from_dict(data)
+    except CCQError as err:
+        raise CCQError(f"{path}: {err}") from None

@@ -1,0 +1,236 @@
+"""The on-disk format of a prepared collection (written by ``ccq prepare``, read by training and evaluation).
+
+Layout of a prepared folder ``OUT``::
+
+    OUT/manifest.json          one entry per finished case (see `PreparedDataset`), plus format metadata
+    OUT/collection.json        the task collection the cases were prepared with
+    OUT/preprocessing.json     the PreprocessingConfig (spacing, HU window, patch size)
+    OUT/cases/<task>/<case>/
+        image.npy              float32 [D, H, W], canonical (z, y, x) grid, windowed and scaled HU
+        label.npy              uint8 [D, H, W], the dataset's own label values (channels via the task's rules)
+        fg_organ.npy           int32 [N, 3] (z, y, x) foreground voxels of the organ channel (a subsample)
+        fg_tumor.npy           the same for the tumor channel (absent for an ignored channel)
+        meta.json              geometry, crop box, foreground counts and boxes (the manifest entry)
+
+Plain ``.npy`` files memory-map (``np.load(mmap_mode="r")``), so a patch reads only its own pages. The label
+keeps the dataset's values rather than two channel masks: one byte per voxel instead of two, and the channel
+rules (``organ``/``tumor`` values) are in the entry, so a crop becomes a target with one table lookup.
+
+A case folder is written under a hidden temporary name and renamed into place, so a folder with the final name
+is always complete; temporaries left by an interrupted run are removed by the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccq.data.collection import CHANNELS, Collection
+from ccq.data.preprocessing import PreprocessingConfig
+from ccq.errors import CCQError
+
+FORMAT_VERSION = 1
+CASES_DIR = "cases"
+MANIFEST_FILE = "manifest.json"
+COLLECTION_FILE = "collection.json"
+PREPROCESSING_FILE = "preprocessing.json"
+IMAGE_FILE = "image.npy"
+LABEL_FILE = "label.npy"
+META_FILE = "meta.json"
+_TMP_MARK = ".tmp-"
+
+
+def locations_file(channel: str) -> str:
+    return f"fg_{channel}.npy"
+
+
+def case_relpath(task_name: str, case_id: str) -> str:
+    """Where a case lives, relative to the prepared folder (POSIX separators, stored in the manifest)."""
+    return f"{CASES_DIR}/{task_name}/{case_id}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temporary file + rename, so readers never see a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def is_case_finished(out_dir: Path, task_name: str, case_id: str) -> bool:
+    return (Path(out_dir) / case_relpath(task_name, case_id) / META_FILE).is_file()
+
+
+def write_case(
+    out_dir: Path,
+    task_name: str,
+    case_id: str,
+    *,
+    image: np.ndarray,
+    label: np.ndarray,
+    locations: Mapping[str, np.ndarray | None],
+    meta: Mapping[str, Any],
+) -> Path:
+    """Write one case atomically; returns its folder. A case finished meanwhile (another run) is kept."""
+    final = Path(out_dir) / case_relpath(task_name, case_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{case_id}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _save_npy(tmp / IMAGE_FILE, image)
+        _save_npy(tmp / LABEL_FILE, label)
+        for channel, locs in locations.items():
+            if locs is not None:
+                _save_npy(tmp / locations_file(channel), np.asarray(locs, dtype=np.int32).reshape(-1, 3))
+        write_json_atomic(tmp / META_FILE, dict(meta))
+        try:
+            os.rename(tmp, final)  # atomic on POSIX; fails if `final` exists (then the earlier copy wins)
+        except OSError:
+            if not (final / META_FILE).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def write_index(
+    out_dir: Path,
+    collection: Collection,
+    preprocessing: PreprocessingConfig,
+    entries: list[dict[str, Any]],
+    *,
+    complete: bool = True,
+    failed: list[dict[str, str]] | None = None,
+) -> Path:
+    """Write manifest.json (``entries`` = case metas), collection.json and preprocessing.json."""
+    out_dir = Path(out_dir)
+    write_json_atomic(out_dir / PREPROCESSING_FILE, preprocessing.to_dict())
+    write_json_atomic(out_dir / COLLECTION_FILE, collection.to_dict())
+    manifest = {
+        "format": FORMAT_VERSION,
+        "collection": collection.name,
+        "complete": complete,
+        "failed": list(failed or []),
+        "cases": entries,
+    }
+    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    return out_dir / MANIFEST_FILE
+
+
+def remove_temporaries(out_dir: Path) -> int:
+    """Delete half-written case folders and JSON files left by an interrupted run; returns how many."""
+    root = Path(out_dir)
+    count = 0
+    for parent in [root, *sorted((root / CASES_DIR).glob("*"))] if (root / CASES_DIR).is_dir() else [root]:
+        if not parent.is_dir():
+            continue
+        for path in parent.iterdir():
+            if path.name.startswith(".") and _TMP_MARK in path.name:
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                count += 1
+    return count
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CCQError(f"{path}: no {what}; run `ccq prepare` to create the prepared folder") from None
+    except json.JSONDecodeError as err:
+        raise CCQError(f"{path}: invalid JSON at line {err.lineno} ({err.msg}); expected a {what}") from None
+
+
+class PreparedDataset:
+    """Read side of a prepared folder: the manifest, the collection, the preprocessing, memory-mapped cases.
+
+    Manifest entries are dicts with (at least) ``id``, ``task``, ``task_id``, ``split``, ``path``,
+    ``original_spacing``, ``original_shape`` (file voxel order), ``spacing``, ``shape`` (z, y, x),
+    ``channels`` (label values per channel, null = ignored), ``foreground_voxels`` and ``foreground_bbox``
+    (per channel; null for an ignored channel, bbox ``[[z0, z1], [y0, y1], [x0, x1]]`` end-exclusive).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        manifest = read_json(self.root / MANIFEST_FILE, "manifest.json")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+            raise CCQError(
+                f"{self.root / MANIFEST_FILE}: format {found!r}; expected {FORMAT_VERSION} "
+                "(prepare the data again with this version of ccq)"
+            )
+        self.entries: list[dict[str, Any]] = list(manifest["cases"])
+        self.collection = Collection.from_dict(
+            read_json(self.root / COLLECTION_FILE, "collection.json"), str(self.root / COLLECTION_FILE)
+        )
+        self.preprocessing = PreprocessingConfig.from_dict(
+            read_json(self.root / PREPROCESSING_FILE, "preprocessing.json")
+        )
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.entries)
+
+    def cases(self, split: str | None = None, task: str | int | None = None) -> list[dict[str, Any]]:
+        """Entries filtered by split ("train"/"test") and task (name or id), in manifest order."""
+        if split is not None and split not in ("train", "test"):
+            raise CCQError(f"split {split!r}: expected 'train' or 'test'")
+        name = None if task is None else self.collection.task(task).name
+        return [e for e in self.entries if (split is None or e["split"] == split) and (name in (None, e["task"]))]
+
+    def case(self, task: str | int, case_id: str) -> dict[str, Any]:
+        name = self.collection.task(task).name
+        for entry in self.entries:
+            if entry["task"] == name and entry["id"] == case_id:
+                return entry
+        raise CCQError(f"{self.root}: no prepared case {case_id!r} in task {name!r}")
+
+    def case_dir(self, entry: Mapping[str, Any]) -> Path:
+        return self.root / entry["path"]
+
+    def _load(self, entry: Mapping[str, Any], filename: str, mmap: bool) -> np.ndarray:
+        path = self.case_dir(entry) / filename
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except FileNotFoundError:
+            raise CCQError(f"{path}: missing from the prepared folder; run `ccq prepare` again") from None
+        except ValueError as err:
+            raise CCQError(f"{path}: unreadable ({err}); delete the case folder and prepare again") from None
+
+    def image(self, entry: Mapping[str, Any], mmap: bool = True) -> np.ndarray:
+        """float32 [D, H, W] (memory-mapped by default)."""
+        return self._load(entry, IMAGE_FILE, mmap)
+
+    def label(self, entry: Mapping[str, Any], mmap: bool = True) -> np.ndarray:
+        """uint8 [D, H, W] label values (memory-mapped by default)."""
+        return self._load(entry, LABEL_FILE, mmap)
+
+    def locations(self, entry: Mapping[str, Any], channel: str) -> np.ndarray | None:
+        """int32 [N, 3] stored foreground voxels of ``channel``; None for an ignored or empty channel."""
+        if channel not in CHANNELS:
+            raise CCQError(f"channel {channel!r}: expected one of {CHANNELS}")
+        if not entry["foreground_voxels"].get(channel):
+            return None
+        return self._load(entry, locations_file(channel), True)

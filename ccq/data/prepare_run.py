@@ -1,0 +1,325 @@
+"""Preparing a whole collection: find the cases, run `prepare_case` on workers, write the manifest.
+
+A second run skips finished cases (a case folder exists only once complete, see :mod:`ccq.data.cache`), so an
+interrupted run is resumed by running the same command again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ccq.data import cache
+from ccq.data.collection import Collection, TaskSpec, find_cases
+from ccq.data.collection_io import parse_collection_text
+from ccq.data.prepare import prepare_case
+from ccq.data.preprocessing import PreprocessingConfig
+from ccq.errors import CCQError
+
+
+@dataclass(frozen=True)
+class _Job:
+    task: TaskSpec
+    case_id: str
+    split: str
+    image: Path
+    label: Path
+
+
+@dataclass
+class PrepareSummary:
+    """What a `prepare_collection` run did; ``failed`` holds (case, one-line reason)."""
+
+    out_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    unlabeled: list[str] = field(default_factory=list)
+    """Cases without a label file (KiTS19 ships its test cases so): not prepared, not an error."""
+    unused: list[str] = field(default_factory=list)
+    """Cases in neither the train nor the test list of their task."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def report(self) -> str:
+        lines = [
+            f"prepared {len(self.done)} case(s), skipped {len(self.skipped)} already prepared, "
+            f"{len(self.failed)} failed -> {self.out_dir}"
+        ]
+        if self.unlabeled:
+            lines.append(f"not prepared: {len(self.unlabeled)} case(s) without a label file")
+        if self.unused:
+            lines.append(f"not prepared: {len(self.unused)} case(s) in neither the train nor the test list")
+        lines += [f"FAILED {case}: {reason}" for case, reason in self.failed]
+        return "\n".join(lines)
+
+
+def read_folders_file(path: str | Path) -> dict[str, str]:
+    """A JSON/YAML mapping ``task name -> folder`` (for raw folders named differently from the collection)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CCQError(f"{path}: no such folders file; expected a JSON or YAML mapping task name -> folder")
+    suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
+    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
+        raise CCQError(f"{path}: expected a mapping of task name -> folder (strings)")
+    return {str(k): v for k, v in data.items()}
+
+
+def with_folders(collection: Collection, folders: Mapping[str, str] | None) -> Collection:
+    if not folders:
+        return collection
+    for name in folders:
+        collection.task(name)  # unknown names fail here, with a suggestion
+    return collection.with_tasks(
+        [dataclasses.replace(t, folder=folders.get(t.name, t.folder)) for t in collection.tasks]
+    )
+
+
+def _check_compatible(out_dir: Path, collection: Collection, preprocessing: PreprocessingConfig) -> None:
+    """Refuse to mix cases prepared with another spacing/window or other channel rules in one folder."""
+    pre_path = out_dir / cache.PREPROCESSING_FILE
+    if pre_path.is_file():
+        old = cache.read_json(pre_path, "preprocessing.json")
+        new = preprocessing.to_dict()
+        # The patch size does not change the prepared data; anything else does.
+        if {k: v for k, v in old.items() if k != "patch_size"} != {k: v for k, v in new.items() if k != "patch_size"}:
+            raise CCQError(
+                f"{pre_path}: this folder was prepared with {old}; requested {new}. "
+                "Use another --out (or delete the folder)"
+            )
+    col_path = out_dir / cache.COLLECTION_FILE
+    if col_path.is_file():
+        old_tasks = {t["name"]: t for t in cache.read_json(col_path, "collection.json").get("tasks", [])}
+        for task in collection.tasks:
+            old = old_tasks.get(task.name)
+            if old is None:
+                continue
+            new = task.to_dict()
+            for key in ("id", "labels", "organ", "tumor"):
+                if old.get(key) != new[key]:
+                    raise CCQError(
+                        f"{col_path}: task {task.name!r} was prepared with {key}={old.get(key)}; "
+                        f"now {new[key]}. "
+                        "Use another --out (or delete the folder)"
+                    )
+
+
+def _plan(collection: Collection, raw_root: Path, summary: PrepareSummary, keep_going: bool) -> list[_Job]:
+    def fail(key: str, message: str) -> None:
+        if not keep_going:
+            raise CCQError(message)
+        summary.failed.append((key, message))
+
+    jobs: list[_Job] = []
+    for task in collection.tasks:
+        folder = collection.dataset_dir(task, raw_root)
+        if not folder.is_dir():
+            fail(
+                task.name,
+                f"task {task.name!r}: no folder {folder}; expected the dataset there "
+                f"(check --raw, or map the task to your folder name with --folders)",
+            )
+            continue
+        try:
+            found = find_cases(task, folder)
+            labeled = [c for c in found if c.label is not None]
+            train, test = task.split_cases([c.case_id for c in labeled])
+        except CCQError as err:
+            fail(task.name, str(err))
+            continue
+        for case in found:
+            if case.label is not None:
+                continue
+            if task.layout == "msd":  # an MSD image without its label is a broken download
+                fail(
+                    f"{task.name}/{case.case_id}",
+                    f"case {case.case_id}: no label file for {case.image} in {folder / 'labelsTr'}",
+                )
+            else:  # KiTS19 ships its test cases without segmentation
+                summary.unlabeled.append(f"{task.name}/{case.case_id}")
+        where = {**{c: "train" for c in train}, **{c: "test" for c in test}}
+        for case in labeled:
+            if case.case_id not in where:
+                summary.unused.append(f"{task.name}/{case.case_id}")
+                continue
+            assert case.label is not None
+            jobs.append(_Job(task, case.case_id, where[case.case_id], case.image, case.label))
+    return jobs
+
+
+def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tuple[str, str]:
+    """Prepare and write one case in a worker -> ("done" | "failed", message)."""
+    try:
+        case = prepare_case(job.image, job.label, job.task, preprocessing, case_id=job.case_id, split=job.split)
+        cache.write_case(
+            out_dir,
+            job.task.name,
+            job.case_id,
+            image=case.image,
+            label=case.label,
+            locations=case.locations,
+            meta=case.meta,
+        )
+        return "done", ""
+    except CCQError as err:
+        return "failed", str(err)
+    except MemoryError:
+        return "failed", f"case {job.case_id}: out of memory (try fewer --workers)"
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _execute(
+    jobs: list[_Job],
+    out_dir: Path,
+    pre: PreprocessingConfig,
+    workers: int,
+    keep_going: bool,
+    summary: PrepareSummary,
+    progress: bool,
+) -> None:
+    bar = tqdm(total=len(jobs), desc="prepare", unit="case", disable=not progress or not jobs)
+
+    def record(job: _Job, status: str, message: str) -> None:
+        key = f"{job.task.name}/{job.case_id}"
+        bar.update(1)
+        if status == "done":
+            summary.done.append(key)
+            return
+        summary.failed.append((key, message))
+        if not keep_going:
+            raise CCQError(message)
+        bar.write(f"FAILED {key}: {message}", file=sys.stderr)
+
+    try:
+        if workers <= 1:
+            for job in jobs:
+                record(job, *_run_job(job, out_dir, pre))
+            return
+        # spawn, not fork: forking a process whose torch/OpenMP threads already ran can deadlock.
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+        ) as pool:
+            pending: dict[Future, _Job] = {}
+            queue = iter(jobs)
+            try:
+                # At most 2 cases per worker in flight: each holds ~1 GB while it is prepared.
+                for job in queue:
+                    pending[pool.submit(_run_job, job, out_dir, pre)] = job
+                    if len(pending) >= 2 * workers:
+                        break
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        record(pending.pop(fut), *fut.result())
+                        nxt = next(queue, None)
+                        if nxt is not None:
+                            pending[pool.submit(_run_job, nxt, out_dir, pre)] = nxt
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    finally:
+        bar.close()
+
+
+def _raw_root(collection: Collection, raw_root: str | Path | None) -> Path:
+    if raw_root is not None:
+        return Path(raw_root).expanduser().resolve()
+    if collection.root is None:
+        raise CCQError(f"collection {collection.name!r} names no data folder (root): give it with --raw")
+    root = Path(collection.root).expanduser()
+    if not root.is_absolute():
+        if collection.source is None:
+            raise CCQError(f"collection {collection.name!r}: relative root {root} and no file: give --raw")
+        root = collection.source.parent / root
+    return root.resolve()
+
+
+def prepare_collection(
+    collection: Collection,
+    raw_root: str | Path | None,
+    out_dir: str | Path,
+    preprocessing: PreprocessingConfig,
+    workers: int = 1,
+    keep_going: bool = False,
+    folders: Mapping[str, str] | None = None,
+    progress: bool = False,
+) -> PrepareSummary:
+    """Prepare every train/test case of ``collection`` found under ``raw_root`` into ``out_dir``.
+
+    ``raw_root`` None uses the collection's own ``root`` (a collection file may name its data folder).
+
+    Without ``keep_going`` the first bad case raises its one-line CCQError; with it, failures are collected in
+    the summary. Either way ``out_dir/manifest.json`` lists every finished case of the collection.
+    """
+    out_dir = Path(out_dir).expanduser()
+    raw_root = _raw_root(collection, raw_root)
+    if not raw_root.is_dir():
+        raise CCQError(f"--raw {raw_root}: no such folder; expected the folder holding the datasets")
+    if workers < 1:
+        raise CCQError(f"workers={workers}: expected at least 1")
+    # The stored collection names the raw data it was prepared from (provenance; training never reads it).
+    collection = dataclasses.replace(with_folders(collection, folders), root=str(raw_root))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_compatible(out_dir, collection, preprocessing)
+    cache.remove_temporaries(out_dir)
+    cache.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict())
+    cache.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict())
+
+    summary = PrepareSummary(out_dir=out_dir)
+    jobs = _plan(collection, raw_root, summary, keep_going)
+    todo = []
+    for job in jobs:
+        if cache.is_case_finished(out_dir, job.task.name, job.case_id):
+            summary.skipped.append(f"{job.task.name}/{job.case_id}")
+        else:
+            todo.append(job)
+    try:
+        _execute(todo, out_dir, preprocessing, workers, keep_going, summary, progress)
+    finally:
+        write_manifest(out_dir, collection, preprocessing, jobs, summary)
+    return summary
+
+
+def write_manifest(
+    out_dir: Path,
+    collection: Collection,
+    preprocessing: PreprocessingConfig,
+    jobs: list[_Job],
+    summary: PrepareSummary,
+) -> Path:
+    """List every finished case of this collection (earlier runs included); the split is the current one."""
+    entries: list[dict[str, Any]] = []
+    for job in sorted(jobs, key=lambda j: (j.task.id, j.case_id)):
+        case_dir = out_dir / cache.case_relpath(job.task.name, job.case_id)
+        if not (case_dir / cache.META_FILE).is_file():
+            continue
+        meta = cache.read_json(case_dir / cache.META_FILE, "case meta.json")
+        meta["split"] = job.split
+        entries.append(meta)
+    return cache.write_index(
+        out_dir,
+        collection,
+        preprocessing,
+        entries,
+        complete=summary.ok and len(entries) == len(jobs),
+        failed=[{"case": c, "reason": r} for c, r in summary.failed],
+    )
