@@ -59,8 +59,10 @@ class SkipGate(nn.Module):
             joined = torch.cat([skip.repeat(groups, 1, 1, 1, 1), up], dim=1)
             return norm_act_conv(joined, norm, w, None, 1, pad)
         half = self.norm_groups // 2
-        s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w[:, :c], None, 1, pad)
-        u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w[:, c:], None, 1, pad)
+        # Contiguous weight halves: oneDNN falls back to a slow convolution for strided weights.
+        w_s, w_u = w[:, :c].contiguous(), w[:, c:].contiguous()
+        s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w_s, None, 1, pad)
+        u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad)
         return (_grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
 
     def forward(self, skip: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:
