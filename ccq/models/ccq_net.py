@@ -71,9 +71,7 @@ class CCQNet(nn.Module):
         self.decoder = decoder
         self.head = head
 
-    def _decode(
-        self, x: torch.Tensor, task_per_group: torch.Tensor, branch_of_group: list[int]
-    ) -> torch.Tensor:
+    def _decode(self, x: torch.Tensor, task_per_group: torch.Tensor, branch_of_group: list[int]) -> torch.Tensor:
         """x: [B, C_in, D, H, W]; task_per_group: [G, B] task ids -> logits [G, B, D, H, W]."""
         groups, b = task_per_group.shape
         skips, feature = self.encoder(x)

@@ -88,9 +88,7 @@ class ModelConfig:
         if levels < 2 or len(self.encoder_blocks) != levels:
             self._fail("encoder_blocks", self.encoder_blocks, f"{levels} entries, one per encoder stage")
         if len(self.decoder_channels) != levels - 1:
-            self._fail(
-                "decoder_channels", self.decoder_channels, f"{levels - 1} entries (one per skip level)"
-            )
+            self._fail("decoder_channels", self.decoder_channels, f"{levels - 1} entries (one per skip level)")
         if len(self.patch_size) != 3:
             self._fail("patch_size", self.patch_size, "three integers (D, H, W)")
         factor = self.downsampling
@@ -116,9 +114,7 @@ class ModelConfig:
                 "decoder starts from the image transformer's tokens",
             )
         if self.num_queries < 1 or self.head_channels < 1:
-            self._fail(
-                "num_queries/head_channels", (self.num_queries, self.head_channels), "positive integers"
-            )
+            self._fail("num_queries/head_channels", (self.num_queries, self.head_channels), "positive integers")
 
     # ------------------------------------------------------------------ derived values
     @property

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ccq.models.config import Activation, SkipMode
-from ccq.models.fused import norm_act_conv
+from ccq.models.fused import norm_act_conv, upsample2
 from ccq.models.layers import ResBlock, activation_slope, conv_weight, make_conv
 
 
@@ -49,7 +48,7 @@ class SkipGate(nn.Module):
         self.norm2 = nn.GroupNorm(norm_groups, channels)
         self.conv2 = make_conv(channels, 1, kernel, 1, weight_std)
 
-    def _first_conv(self, skip: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:
+    def _first_conv(self, skip: torch.Tensor, low: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:
         c = self.channels
         w = conv_weight(self.conv1)
         pad = self.conv1.padding
@@ -62,12 +61,15 @@ class SkipGate(nn.Module):
         # Contiguous weight halves: oneDNN falls back to a slow convolution for strided weights.
         w_s, w_u = w[:, :c].contiguous(), w[:, c:].contiguous()
         s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w_s, None, 1, pad)
-        u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad)
+        # The U half starts from the low-resolution input, so the upsampled U is not kept for backward.
+        u = norm_act_conv(low, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad, upsample=True)
         return (_grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
 
-    def forward(self, skip: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:
-        """skip S: [B, C, D, H, W]; up U: [G*B, C, D, H, W] group-major -> gated sum [G*B, C, D, H, W]."""
-        hidden = self._first_conv(skip, up, groups)
+    def forward(self, skip: torch.Tensor, low: torch.Tensor, groups: int) -> torch.Tensor:
+        """skip S: [B, C, D, H, W]; low: [G*B, C, D/2, H/2, W/2] group-major, the decoder state before its x2
+        upsampling U -> U merged with the gated skip, [G*B, C, D, H, W]."""
+        up = upsample2(low)
+        hidden = self._first_conv(skip, low, up, groups)
         logit = norm_act_conv(
             hidden, self.norm2, conv_weight(self.conv2), None, 1, self.conv2.padding, pre_slope=self.slope
         )
@@ -98,17 +100,13 @@ class Decoder(nn.Module):
     ) -> None:
         super().__init__()
         if len(skip_channels) != len(out_channels):
-            raise ValueError(
-                f"skip_channels {skip_channels} and out_channels {out_channels} differ in length"
-            )
+            raise ValueError(f"skip_channels {skip_channels} and out_channels {out_channels} differ in length")
         self.skip_mode = skip
         gates, blocks = [], []
         current = in_channels
         for s_ch, out_ch in zip(reversed(skip_channels), out_channels, strict=True):
             if current != s_ch:
-                raise ValueError(
-                    f"decoder input of {current} channels cannot merge a skip of {s_ch} channels"
-                )
+                raise ValueError(f"decoder input of {current} channels cannot merge a skip of {s_ch} channels")
             if skip != "additive":
                 gates.append(SkipGate(s_ch, skip, norm_groups, activation, negative_slope, weight_std))
             blocks.append(ResBlock(current, out_ch, 1, norm_groups, activation, negative_slope, weight_std))
@@ -121,9 +119,8 @@ class Decoder(nn.Module):
         """x: [G*B, C, d, h, w] group-major; skips: shallow first, [B, c_i, ...] each -> [G*B, c_out, D, H, W]."""
         for level, block in enumerate(self.blocks):
             skip = skips[-1 - level]
-            x = F.interpolate(x, scale_factor=2.0, mode="trilinear", align_corners=False)
             if self.skip_mode == "additive":
-                x = (_grouped(x, groups) + skip.unsqueeze(0)).flatten(0, 1)
+                x = (_grouped(upsample2(x), groups) + skip.unsqueeze(0)).flatten(0, 1)
             else:
                 x = self.gates[level](skip, x, groups)
             x = block(x)

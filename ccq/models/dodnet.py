@@ -34,9 +34,7 @@ class DoDNet(nn.Module):
         self.num_tasks = num_tasks
         self.encoder = encoder
         self.image_transformer = image_transformer
-        self.pos_embed = (
-            nn.Parameter(torch.randn(1, num_tokens, dim)) if image_transformer is not None else None
-        )
+        self.pos_embed = nn.Parameter(torch.randn(1, num_tokens, dim)) if image_transformer is not None else None
         self.decoder = decoder
         self.head = head
 

@@ -35,9 +35,7 @@ class CNNEncoder(nn.Module):
         previous = stem_channels
         for i, (c, n) in enumerate(zip(channels, blocks, strict=True)):
             stride = 1 if i == 0 else 2
-            stages.append(
-                make_stage(previous, c, n, stride, norm_groups, activation, negative_slope, weight_std)
-            )
+            stages.append(make_stage(previous, c, n, stride, norm_groups, activation, negative_slope, weight_std))
             previous = c
         self.stages = nn.ModuleList(stages)
         self.fusion = nn.Sequential(

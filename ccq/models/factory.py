@@ -43,9 +43,7 @@ def build_decoder(c: ModelConfig) -> Decoder:
 
 
 def build_image_transformer(c: ModelConfig, class_token: bool) -> ImageTransformer:
-    return ImageTransformer(
-        c.encoder_channels[-1], c.dim, c.mlp_dim, c.heads, c.image_layers, c.dropout, class_token
-    )
+    return ImageTransformer(c.encoder_channels[-1], c.dim, c.mlp_dim, c.heads, c.image_layers, c.dropout, class_token)
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -70,9 +68,7 @@ def build_model(config: ModelConfig) -> nn.Module:
         model = CCQNet(
             encoder=encoder,
             image_transformer=build_image_transformer(c, class_token=True),
-            query_generator=QueryGenerator(
-                c.num_queries, c.dim, c.mlp_dim, c.heads, c.query_layers, c.dropout
-            ),
+            query_generator=QueryGenerator(c.num_queries, c.dim, c.mlp_dim, c.heads, c.query_layers, c.dropout),
             querying=FocusedQuerying(c.dim, c.mlp_dim, c.heads, c.querying_layers, c.dropout, c.query_concat)
             if c.querying
             else None,

@@ -41,7 +41,8 @@ def apply_dynamic_convs(
         b = chunks[layers + i].view(m, out, 1)
         x = torch.baddbmm(b, w, x)
         if i < layers - 1:
-            x = F.relu(x) if activation == "relu" else F.leaky_relu(x, negative_slope)
+            # In place: the activation and the next product then keep one tensor between them.
+            x = F.relu_(x) if activation == "relu" else F.leaky_relu_(x, negative_slope)
     return x.view(m, out_channels, *spatial)
 
 
@@ -103,9 +104,7 @@ class DynamicHead(nn.Module):
         w, b = dynamic_param_sizes(channels, out_channels)
         self.controller = nn.Linear(feature_channels + num_tasks, sum(w) + sum(b))
 
-    def forward(
-        self, decoded: torch.Tensor, feature: torch.Tensor, task_onehot: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, decoded: torch.Tensor, feature: torch.Tensor, task_onehot: torch.Tensor) -> torch.Tensor:
         """decoded: [B, C_dec, D, H, W] (task-independent); feature F: [B, C, d, h, w]; task_onehot: [G*B, K]
         (group-major) -> logits [G*B, out_channels, D, H, W]."""
         groups = task_onehot.shape[0] // feature.shape[0]
@@ -114,9 +113,7 @@ class DynamicHead(nn.Module):
         pre = self.pre(decoded)
         if groups > 1:
             pre = pre.repeat(groups, 1, 1, 1, 1)
-        return apply_dynamic_convs(
-            pre, params, self.channels, self.out_channels, self.activation, self.negative_slope
-        )
+        return apply_dynamic_convs(pre, params, self.channels, self.out_channels, self.activation, self.negative_slope)
 
 
 class BranchedDynamicHead(nn.Module):
@@ -163,6 +160,4 @@ class BranchedDynamicHead(nn.Module):
             [self.branch_controllers[br](cond[g * b : (g + 1) * b]) for g, br in enumerate(branch_of_group)]
         )
         params = torch.cat([shared, specific], dim=1)
-        return apply_dynamic_convs(
-            self.pre(decoded), params, self.channels, 1, self.activation, self.negative_slope
-        )
+        return apply_dynamic_convs(self.pre(decoded), params, self.channels, 1, self.activation, self.negative_slope)

@@ -17,13 +17,39 @@ def make_activation(kind: Activation, negative_slope: float = 0.1) -> nn.Module:
     return nn.LeakyReLU(negative_slope, inplace=True)
 
 
-def standardize_weight(weight: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Weight standardization per output filter: (w - mean) / sqrt(var + eps), var unbiased as the official code."""
+def _standardize(weight: torch.Tensor, eps: float) -> torch.Tensor:
     flat = weight.flatten(1)
-    mean = flat.mean(dim=1, keepdim=True)
-    centred = flat - mean
+    centred = flat - flat.mean(dim=1, keepdim=True)
     std = torch.sqrt(centred.var(dim=1, keepdim=True) + eps)
     return (centred / std).view_as(weight)
+
+
+class _Standardize(torch.autograd.Function):
+    """Weight standardization that keeps only the raw weight for backward (it is a parameter, stored anyway)
+    and recomputes the centred weight and the std there: plain autograd would keep both, about one extra copy of
+    every standardized conv's weights during each training step."""
+
+    @staticmethod
+    def forward(ctx, weight, eps):
+        ctx.save_for_backward(weight)
+        ctx.eps = eps
+        with torch.no_grad():
+            return _standardize(weight, eps)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        with torch.enable_grad():
+            w = weight.detach().requires_grad_(True)
+            (grad_w,) = torch.autograd.grad(_standardize(w, ctx.eps), w, grad)
+        return grad_w, None
+
+
+def standardize_weight(weight: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Weight standardization per output filter: (w - mean) / sqrt(var + eps), var unbiased as the official code."""
+    if torch.is_grad_enabled() and weight.requires_grad:
+        return _Standardize.apply(weight, eps)
+    return _standardize(weight, eps)
 
 
 class WSConv3d(nn.Conv3d):
@@ -73,9 +99,7 @@ def make_conv(
     """A bias-free 3D conv, weight-standardized or plain."""
     if weight_std:
         return WSConv3d(in_channels, out_channels, kernel_size, stride=stride)
-    return nn.Conv3d(
-        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
-    )
+    return nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
 
 
 def activation_slope(kind: Activation, negative_slope: float = 0.1) -> float:
@@ -88,9 +112,7 @@ def conv_weight(conv: nn.Conv3d) -> torch.Tensor:
     return conv.standardized_weight() if isinstance(conv, WSConv3d) else conv.weight
 
 
-def apply_norm_act_conv(
-    x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv3d, slope: float | None
-) -> torch.Tensor:
+def apply_norm_act_conv(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv3d, slope: float | None) -> torch.Tensor:
     """conv(act(norm(x))) through the memory-lean unit; x: [B, C, D, H, W] -> [B, C_out, D', H', W']."""
     return norm_act_conv(x, norm, conv_weight(conv), conv.bias, conv.stride, conv.padding, post_slope=slope)
 
@@ -145,11 +167,7 @@ def make_stage(
     weight_std: bool,
 ) -> nn.Sequential:
     """`blocks` residual blocks; the first one changes stride and channels."""
-    layers = [
-        ResBlock(in_channels, out_channels, stride, norm_groups, activation, negative_slope, weight_std)
-    ]
+    layers = [ResBlock(in_channels, out_channels, stride, norm_groups, activation, negative_slope, weight_std)]
     for _ in range(1, blocks):
-        layers.append(
-            ResBlock(out_channels, out_channels, 1, norm_groups, activation, negative_slope, weight_std)
-        )
+        layers.append(ResBlock(out_channels, out_channels, 1, norm_groups, activation, negative_slope, weight_std))
     return nn.Sequential(*layers)

@@ -80,9 +80,7 @@ def _check_official_layout(config: ModelConfig) -> None:
     if levels != 5 or len(_DECODER_LEVELS) != levels - 1:
         raise CCQError(f"model config has {levels} encoder stages; official checkpoints have 5")
     if config.arch == "dodnet" and config.image_transformer:
-        raise CCQError(
-            "no official checkpoint exists for DoDNet with an image transformer (a Table 2 variant)"
-        )
+        raise CCQError("no official checkpoint exists for DoDNet with an image transformer (a Table 2 variant)")
 
 
 def normalize_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -96,9 +94,7 @@ def normalize_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def convert_official_state_dict(
-    state_dict: Mapping[str, torch.Tensor], config: ModelConfig
-) -> dict[str, torch.Tensor]:
+def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """An official CCQ (or DoDNet) state dict -> our state dict for `build_model(config)`.
 
     Strict: raises CCQError naming every missing and every unexpected key, and any shape mismatch.
@@ -120,9 +116,7 @@ def convert_official_state_dict(
     for off, ours in wanted.items():
         tensor = given[off]
         if not isinstance(tensor, torch.Tensor):
-            raise CCQError(
-                f"official checkpoint key {off!r} holds a {type(tensor).__name__}, expected a tensor"
-            )
+            raise CCQError(f"official checkpoint key {off!r} holds a {type(tensor).__name__}, expected a tensor")
         if tensor.numel() != shapes[ours].numel():
             hint = ""
             if off in (
@@ -132,16 +126,13 @@ def convert_official_state_dict(
             ):
                 hint = f" (it depends on the patch size; this model was built for patch {config.patch_size})"
             raise CCQError(
-                f"official checkpoint key {off!r} has shape {tuple(tensor.shape)}, expected "
-                f"{tuple(shapes[ours])}{hint}"
+                f"official checkpoint key {off!r} has shape {tuple(tensor.shape)}, expected {tuple(shapes[ours])}{hint}"
             )
         out[ours] = tensor.detach().reshape(shapes[ours]).clone()
     return out
 
 
-def to_official_state_dict(
-    state_dict: Mapping[str, torch.Tensor], config: ModelConfig
-) -> dict[str, torch.Tensor]:
+def to_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """Our state dict -> official names and shapes (the inverse of `convert_official_state_dict`; for tests and
     for running the official code on our weights)."""
     _check_official_layout(config)

@@ -112,7 +112,9 @@ def get_preset(
     if ablation and ablation not in ABLATIONS:
         close = difflib.get_close_matches(ablation, list(ABLATIONS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise CCQError(f"unknown ablation {ablation!r} in preset {name!r}{hint}: expected one of {', '.join(ABLATIONS)}")
+        raise CCQError(
+            f"unknown ablation {ablation!r} in preset {name!r}{hint}: expected one of {', '.join(ABLATIONS)}"
+        )
     changes: dict[str, Any] = {**BASES[base_name], **ABLATIONS.get(ablation, {})}
     if patch_size is not None:
         changes["patch_size"] = tuple(patch_size)

@@ -78,9 +78,7 @@ class TransformerBlock(nn.Module):
         q = q + attended
         return q + self.mlp(self.norm(q))
 
-    def forward(
-        self, q: torch.Tensor, kv: torch.Tensor | None = None, pos: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, kv: torch.Tensor | None = None, pos: torch.Tensor | None = None) -> torch.Tensor:
         """Self-attention when kv is None. q: [B, Nq, dim]; kv: [B, Nk, dim]; pos: [1 or B, Nk, dim], added to keys
         and values only (never to queries), as the official code does. Returns [B, Nq, dim]."""
         kv = q if kv is None else kv

@@ -34,9 +34,7 @@ class QueriesToMap(nn.Module):
     """Queries become channels: LN -> Linear(dim -> d*h*w) -> LReLU, reshape to [N_q, d, h, w], then a plain
     3x3x3 conv N_q -> out_channels (no bias, no weight standardization) = Q_d, which replaces the bottleneck."""
 
-    def __init__(
-        self, num_queries: int, dim: int, bottleneck_size: tuple[int, int, int], out_channels: int
-    ) -> None:
+    def __init__(self, num_queries: int, dim: int, bottleneck_size: tuple[int, int, int], out_channels: int) -> None:
         super().__init__()
         self.bottleneck_size = tuple(bottleneck_size)
         d, h, w = self.bottleneck_size

@@ -105,9 +105,7 @@ def test_ablation_switches_change_the_architecture():
     # no-cat keeps every parameter, only the keys/values change
     assert params("tiny+no-cat") == full
     assert params("tiny+baseline") == params("tiny-dodnet")
-    assert (
-        params("tiny+baseline") < params("tiny+baseline-imgattn") < params("tiny+baseline-imgattn-attnskip")
-    )
+    assert params("tiny+baseline") < params("tiny+baseline-imgattn") < params("tiny+baseline-imgattn-attnskip")
 
 
 def test_no_cat_changes_the_output():
