@@ -29,6 +29,7 @@ Timings on a shared machine are noisy: compare figures of one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -73,6 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task", type=int, default=0, help="task id of the input (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, input and target (default: 0)")
     p.add_argument("--channels-last", action="store_true", help="our models and their input in torch.channels_last_3d")
+    p.add_argument(
+        "--no-recompute",
+        action="store_true",
+        help="our models keep every activation (plain autograd) instead of recomputing GN/act/upsampling in backward",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--worker", choices=WORKER_KINDS, help=argparse.SUPPRESS)
     p.add_argument("--worker-model", help=argparse.SUPPRESS)  # a preset name or an official source path
@@ -174,8 +180,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         return time.perf_counter() - t0
 
     model.train()
-    train_step()  # warm-up: allocator, oneDNN kernels
-    step_times = [train_step() for _ in range(args.repeats)]
+    recompute = contextlib.nullcontext()
+    if args.no_recompute and args.worker == "ours":
+        from ccq.models.fused import recompute_enabled
+
+        recompute = recompute_enabled(False)
+    with recompute:
+        train_step()  # warm-up: allocator, oneDNN kernels
+        step_times = [train_step() for _ in range(args.repeats)]
     peak_train = peak_rss_mb()
 
     model.eval()
@@ -226,6 +238,8 @@ def run_worker(args: argparse.Namespace, kind: str, model_arg: str) -> dict[str,
     ]
     if args.channels_last:
         cmd.append("--channels-last")
+    if args.no_recompute:
+        cmd.append("--no-recompute")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     results = [line[len(RESULT_TAG) :] for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG)]
@@ -310,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "preset": args.preset,
         "channels_last": args.channels_last,
+        "recompute": not args.no_recompute,
     }
     for key, r in results.items():
         for field in (
