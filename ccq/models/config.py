@@ -94,6 +94,20 @@ class ModelConfig:
         factor = self.downsampling
         if any(p <= 0 or p % factor for p in self.patch_size):
             self._fail("patch_size", self.patch_size, f"positive sizes divisible by {factor}")
+        skips = self.encoder_channels[:-1]
+        expected = (*reversed(skips[:-1]), self.decoder_channels[-1])
+        if self.decoder_channels != expected:
+            self._fail(
+                "decoder_channels",
+                self.decoder_channels,
+                f"{expected}: each level's block must output the channels of the next (shallower) skip {skips}",
+            )
+        if self.arch == "dodnet" and self.encoder_channels[-1] != skips[-1]:
+            self._fail(
+                "encoder_channels",
+                self.encoder_channels,
+                "the same last two entries for arch 'dodnet' (its decoder adds the bottleneck to the deepest skip)",
+            )
         channels = (self.stem_channels, *self.encoder_channels, *self.decoder_channels)
         for c in channels:
             if c % self.norm_groups:

@@ -21,7 +21,7 @@ _DEMO_SIZE: dict[str, Any] = {
     "stem_channels": 16,
     "encoder_channels": (16, 32, 64, 64, 64),
     "encoder_blocks": (1, 1, 1, 1, 1),
-    "decoder_channels": (32, 16, 16, 16),
+    "decoder_channels": (64, 32, 16, 16),
     "norm_groups": 8,
     "dim": 64,
     "mlp_dim": 128,

@@ -37,3 +37,21 @@ def test_flops_scale_with_patch_volume():
     # Convolutions dominate and scale with the voxel count (x8); the token part grows faster, so a bit more.
     assert 7.5 < large / small < 9.0
     assert summarize(get_preset("dodnet")).flops < large
+
+
+def test_every_named_preset_builds():
+    import torch
+
+    from ccq.models import build_model
+    from ccq.models.presets import preset_names
+
+    for name in preset_names():
+        with torch.device("meta"):
+            build_model(get_preset(name))
+
+
+def test_decoder_widths_must_match_the_skips():
+    from ccq.errors import CCQError
+
+    with pytest.raises(CCQError, match="decoder_channels"):
+        get_preset("tiny", decoder_channels=(8, 8, 8, 8))
