@@ -21,12 +21,16 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from ccq.cli import convert, demo, phantom, summary
+    # The order here is the order of `ccq --help`: a tour from a first run to one's own data.
+    from ccq.cli import convert, demo, phantom, predict, prepare, summary, train
 
+    app.command("demo")(demo.demo)
+    app.command("phantom")(phantom.phantom)
+    app.command("prepare")(prepare.prepare)
+    app.command("train")(train.train)
+    app.command("predict")(predict.predict)
     app.command("summary")(summary.summary)
     app.command("convert-official")(convert.convert_official)
-    app.command("phantom")(phantom.phantom)
-    app.command("demo")(demo.demo)
 
 
 _register()

@@ -1,0 +1,104 @@
+"""Sliding-window prediction: one window equals a direct forward; padding, stitching, Gaussian weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ccq.errors import CCQError
+from ccq.inference.sliding_window import gaussian_importance, predict_volume, window_starts
+
+
+class Pointwise(nn.Module):
+    """A fake model whose logits at a voxel depend only on that voxel (and the task): any stitching of its
+    windows must reproduce a direct evaluation on the whole volume exactly."""
+
+    def __init__(self, patch=(8, 12, 10)) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.0))
+        self.config = type("C", (), {"patch_size": patch})()
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward_all_tasks(self, x: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        t = tasks.float().view(1, -1, 1, 1, 1, 1)
+        organ = x[:, None] * self.scale + t  # [B, T, 1, D, H, W]
+        return torch.cat([organ, -organ], dim=2)
+
+
+def test_one_window_equals_a_direct_forward(tiny_model) -> None:
+    torch.manual_seed(1)
+    volume = torch.randn(16, 32, 32)
+    probs = predict_volume(tiny_model, volume, [0, 3])
+    with torch.no_grad():
+        direct = torch.sigmoid(tiny_model.forward_all_tasks(volume[None, None], [0, 3]))[0]
+    assert probs.shape == (2, 2, 16, 32, 32)
+    torch.testing.assert_close(probs, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_smaller_volume_is_padded_with_air_and_cropped_back(tiny_model) -> None:
+    torch.manual_seed(2)
+    volume = torch.randn(10, 20, 30)
+    probs = predict_volume(tiny_model, volume, [1], pad_value=-1.0)
+    canvas = torch.full((16, 32, 32), -1.0)
+    canvas[3:13, 6:26, 1:31] = volume  # centred
+    with torch.no_grad():
+        direct = torch.sigmoid(tiny_model.forward_all_tasks(canvas[None, None], [1]))[0]
+    assert probs.shape == (1, 2, 10, 20, 30)
+    torch.testing.assert_close(probs, direct[:, :, 3:13, 6:26, 1:31], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(8, 12, 10), (21, 30, 17), (5, 40, 9)])
+def test_stitching_reproduces_a_pointwise_model(shape) -> None:
+    model = Pointwise()
+    volume = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    probs = predict_volume(model, volume, [0, 2], batch_size=3)
+    expected = torch.sigmoid(torch.from_numpy(volume))
+    torch.testing.assert_close(probs[0, 0], expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(probs[1, 0], torch.sigmoid(torch.from_numpy(volume) + 2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(probs[1, 1], 1 - probs[1, 0], atol=1e-5, rtol=1e-5)
+    assert all(s[2:] == (8, 12, 10) for s in model.seen) and all(s[0] <= 3 for s in model.seen)
+
+
+def test_tta_of_a_pointwise_model_changes_nothing() -> None:
+    volume = np.random.default_rng(1).normal(size=(9, 14, 11)).astype(np.float32)
+    plain = predict_volume(Pointwise(), volume, [1])
+    model = Pointwise()
+    flipped = predict_volume(model, volume, [1], tta=True)
+    torch.testing.assert_close(plain, flipped, atol=1e-5, rtol=1e-5)
+    assert len(model.seen) == 8 * 8  # 8 windows (2 per axis) x 8 flips
+
+
+def test_gaussian_importance() -> None:
+    w = gaussian_importance((9, 17, 33))
+    assert w.shape == (9, 17, 33) and float(w.max()) == pytest.approx(1.0) and float(w.min()) > 0
+    assert float(w[4, 8, 16]) == pytest.approx(1.0)
+    for axis in range(3):  # symmetric along each axis
+        assert torch.equal(w, torch.flip(w, [axis]))
+    line = w[4, 8, :].double()
+    k = torch.arange(33, dtype=torch.float64) - 16
+    expected = torch.exp(-0.5 * (k / (33 / 8)) ** 2).clamp_min(1e-6)
+    torch.testing.assert_close(line, expected, atol=1e-6, rtol=1e-5)
+    assert float(w[0, 0, 0]) == pytest.approx(1e-6)  # the floor: corners are never weightless
+
+
+def test_window_starts_cover_the_axis_with_the_overlap() -> None:
+    assert window_starts(48, 32, 0.5) == [0, 16]
+    assert window_starts(96, 64, 0.5) == [0, 32]
+    assert window_starts(20, 32, 0.5) == [0]
+    for size, patch, overlap in [(100, 32, 0.5), (193, 64, 0.5), (77, 16, 0.25), (50, 49, 0.5)]:
+        starts = window_starts(size, patch, overlap)
+        assert starts[0] == 0 and starts[-1] == size - patch
+        steps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        assert all(0 < s <= math.ceil(patch * (1 - overlap)) for s in steps)
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(CCQError, match="overlap"):
+        predict_volume(Pointwise(), np.zeros((8, 12, 10)), [0], overlap=1.0)
+    with pytest.raises(CCQError, match="expected \\[D, H, W\\]"):
+        predict_volume(Pointwise(), np.zeros((2, 8, 12, 10)), [0])

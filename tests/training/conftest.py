@@ -1,0 +1,49 @@
+"""A tiny prepared phantom collection shared by the training tests (3 tasks x 4 cases, 16x32x32 voxels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccq.data.preprocessing import PreprocessingConfig
+
+# The smallest phantom (24x48x48 at 2.0x1.5x1.5 mm) prepared at 3.0x2.25x2.25 mm: about the tiny patch size.
+TINY_PRE = PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32))
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    from ccq.data.phantom import generate_collection
+    from ccq.data.prepare_run import prepare_collection
+
+    root = tmp_path_factory.mktemp("tiny-collection")
+    collection = generate_collection(
+        root / "raw", cases_per_task=4, test_cases_per_task=1, seed=0, tasks=("liver", "colon", "spleen"),
+        shape=(24, 48, 48),
+    )  # fmt: skip
+    summary = prepare_collection(collection, None, root / "prepared", TINY_PRE)
+    assert summary.ok, summary.report()
+    return root / "prepared"
+
+
+@pytest.fixture
+def tiny_config():
+    from ccq.training.config import get_train_preset
+
+    return get_train_preset("demo").replace(
+        model="tiny", model_overrides={}, iterations=4, val_every=2, save_every=2, log_every=1,
+        val_batch_size=4,
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny models run fastest on one thread, and far faster than on two when other processes share the
+    cores (OpenMP threads then wait on each other)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

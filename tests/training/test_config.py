@@ -1,0 +1,74 @@
+"""Training configuration: presets, JSON round trip, files over presets, validation; the LR schedule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ccq.errors import CCQError
+from ccq.training.config import TrainConfig, get_train_preset, load_train_config
+from ccq.training.schedule import PolySchedule, poly_lr
+
+
+def test_official_preset_is_the_paper_recipe() -> None:
+    c = get_train_preset("official")
+    assert (c.model, c.iterations, c.batch_size, c.lr, c.momentum, c.nesterov, c.weight_decay) == (
+        "official", 150_000, 2, 0.01, 0.99, True, 0.0
+    )
+    assert (c.poly_power, c.lr_step, c.epoch_iterations) == (0.9, "epoch", 60)
+    assert c.sampling.foreground_fraction == 0.8 and c.sampling.augmentation.flip_p == 0.5
+
+
+def test_json_round_trip_and_frozen() -> None:
+    c = get_train_preset("demo").replace(model_overrides={"num_queries": 4, "patch_size": (16, 32, 32)})
+    text = json.dumps(c.to_dict())
+    back = TrainConfig.from_dict(json.loads(text))
+    assert back == c
+    with pytest.raises(AttributeError):
+        c.iterations = 3  # type: ignore[misc]
+
+
+def test_a_file_changes_only_its_fields(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("iterations: 7\nsampling:\n  augmentation: {flip_p: 0.25}\n")
+    c = load_train_config(path, get_train_preset("official"))
+    assert c.iterations == 7 and c.sampling.augmentation.flip_p == 0.25
+    assert c.sampling.augmentation.noise_p == 0.1 and c.lr == 0.01
+    run = tmp_path / "config.json"  # a run's record: its "train" section is used
+    run.write_text(json.dumps({"train": c.replace(seed=5).to_dict(), "model": {}}))
+    assert load_train_config(run, get_train_preset("demo")) == c.replace(seed=5)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"iterations": 0}, "iterations=0"),
+        ({"lr_step": "week"}, "lr_step"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"device": "tpu"}, "device"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"learning_rate": 1}, "unknown"),
+    ],
+)
+def test_invalid_values_are_named(change, message) -> None:
+    with pytest.raises(CCQError, match=message):
+        get_train_preset("demo").replace(**change)
+
+
+def test_unknown_preset_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CCQError, match="expected one of official, demo"):
+        get_train_preset("fast")
+    with pytest.raises(CCQError, match="no such file"):
+        load_train_config(tmp_path / "nope.json", get_train_preset("demo"))
+
+
+def test_poly_schedule() -> None:
+    assert poly_lr(0.01, 0, 100) == 0.01 and poly_lr(0.01, 100, 100) == 0.0
+    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+    per_it = PolySchedule(0.01, 100, 0.9, "iteration")
+    assert per_it(1) < per_it(0)
+    per_epoch = PolySchedule(0.01, 150, 0.9, "epoch", epoch_iterations=60)  # 3 epochs (the last one short)
+    assert per_epoch(0) == per_epoch(59) == 0.01
+    assert per_epoch(60) == pytest.approx(0.01 * (2 / 3) ** 0.9) and per_epoch(149) == per_epoch(120)

@@ -1,0 +1,47 @@
+"""`ccq train` through typer: preset + config file + overrides, and the run folder it leaves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from ccq.cli.train import train
+from ccq.errors import CCQError
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(train)
+    app.command("noop")(lambda: None)  # two commands: typer then expects the command name
+    return app
+
+
+def test_train_cli(tiny_prepared: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "tiny.json"
+    settings.write_text(json.dumps({"model": "tiny", "model_overrides": {}, "val_every": 0, "log_every": 1}))
+    out = tmp_path / "run"
+    args = ["train", "--preset", "demo", "--config", str(settings), "--data", str(tiny_prepared), "--out",
+            str(out), "--iterations", "2", "--seed", "4", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    assert "held out for validation" in result.output and "best validation Dice" in result.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["train"]["preset"] == "demo" and record["train"]["model"] == "tiny"
+    assert record["train"]["iterations"] == 2 and record["seed"] == 4 and record["train"]["val_every"] == 0
+    assert (out / "best").is_dir() and (out / "last").is_dir()  # validated once, at the end
+
+    again = CliRunner().invoke(_app(), args)
+    assert again.exit_code != 0 and isinstance(again.exception, CCQError)
+
+
+def test_train_cli_names_a_bad_config(tmp_path: Path) -> None:
+    settings = tmp_path / "bad.yaml"
+    settings.write_text("iterations: 10\nlearning_rate: 3\n")
+    result = CliRunner().invoke(
+        _app(), ["train", "--config", str(settings), "--data", str(tmp_path), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code != 0 and "learning_rate" in str(result.exception)
+    assert str(settings) in str(result.exception)

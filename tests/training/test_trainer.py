@@ -1,0 +1,94 @@
+"""The trainer on a tiny prepared phantom collection: run folder, checkpoints, logs, divergence, learning."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ccq.checkpoint import load_checkpoint
+from ccq.data.augment import AugmentationConfig
+from ccq.data.cache import PreparedDataset
+from ccq.data.sampling import SamplingConfig
+from ccq.errors import CCQError
+from ccq.training.run_log import read_log
+from ccq.training.trainer import Trainer, TrainingDiverged
+
+
+def test_trainer_writes_a_run_folder(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = Trainer(tiny_config, tiny_prepared, run, progress=False, echo=lambda _: None).fit()
+
+    assert result.state.iteration == 4 and result.best == run / "best" and result.last == run / "last"
+    for name in ("config.json", "log.jsonl", "last/checkpoint.json", "best/model.safetensors"):
+        assert (run / name).is_file(), name
+    loaded = load_checkpoint(run / "best")
+    assert loaded.model_config.patch_size == (16, 32, 32) and loaded.model_config.num_tasks == 3
+    assert loaded.preprocessing.spacing == (3.0, 2.25, 2.25)
+    assert loaded.meta.extra["iteration"] in (2, 4)
+    assert load_checkpoint(run / "last").meta.extra["iteration"] == 4
+
+    record = json.loads((run / "config.json").read_text())
+    assert record["train"]["iterations"] == 4 and record["model"]["patch_size"] == [16, 32, 32]
+    assert record["seed"] == 0 and "torch" in record["versions"]
+    test_cases = {f"{e['task']}/{e['id']}" for e in PreparedDataset(tiny_prepared).cases(split="test")}
+    val = set(record["split"]["validation"])
+    assert len(val) == 3 and not val & test_cases and not val & set(record["split"]["train"])
+
+    log = read_log(run)
+    train_lines = [r for r in log if r["kind"] == "train"]
+    val_lines = [r for r in log if r["kind"] == "val"]
+    assert [r["iteration"] for r in train_lines] == [1, 2, 3, 4]
+    assert [r["iteration"] for r in val_lines] == [2, 4]
+    for r in train_lines:
+        assert {"loss", "dice", "bce", "lr", "time"} <= set(r) and math.isfinite(r["loss"])
+    assert train_lines[0]["lr"] == pytest.approx(tiny_config.lr)  # poly: the base LR first, then less
+    assert train_lines[-1]["lr"] < train_lines[0]["lr"]
+    assert set(val_lines[0]["categories"]) == {"liver/organ", "liver/tumor", "colon/tumor", "spleen/organ"}
+
+
+def test_trainer_refuses_a_used_run_folder(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CCQError, match="not empty"):
+        Trainer(tiny_config, tiny_prepared, tmp_path, progress=False).fit()
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_non_finite_loss_stops_naming_iteration_and_task(tiny_prepared: Path, tiny_config, tmp_path) -> None:
+    trainer = Trainer(tiny_config, tiny_prepared, tmp_path / "run", progress=False, echo=lambda _: None)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(math.nan)
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "iteration 1" in message and "non-finite loss" in message
+    assert any(task in message for task in ("liver", "colon", "spleen"))
+    assert read_log(tmp_path / "run")[-1]["kind"] == "error"
+
+
+def test_same_seed_same_first_step(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    losses = []
+    for i in range(2):
+        trainer = Trainer(tiny_config.replace(seed=3), tiny_prepared, tmp_path / f"r{i}", progress=False)
+        losses.append(trainer._step(next(iter(trainer.loader)), 0.01))
+    assert losses[0] == losses[1]
+
+
+def test_loss_decreases_when_overfitting_one_case(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    dataset = PreparedDataset(tiny_prepared)
+    one = copy.copy(dataset)
+    one.entries = [e for e in dataset.entries if e["task"] == "liver" and e["split"] == "train"][:1]
+    config = tiny_config.replace(
+        iterations=24, batch_size=1, val_every=0, save_every=24, lr_step="iteration",
+        sampling=SamplingConfig(foreground_fraction=1.0, augmentation=AugmentationConfig(enabled=False)),
+    )  # fmt: skip
+    messages: list[str] = []
+    result = Trainer(config, one, tmp_path / "run", progress=False, echo=messages.append).fit()
+    assert result.best is None and "no validation case" in messages[0]
+    losses = [r["loss"] for r in read_log(tmp_path / "run") if r["kind"] == "train"]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.7 * first, losses
