@@ -55,9 +55,8 @@ class ModelConfig:
     querying_layers: int = 4
     num_queries: int = 32
 
-    # Table 2 ablation switches
+    # Table 2 ablation switches ("w/o Q-Generation" is query_layers=0)
     image_transformer: bool = True
-    query_generation: bool = True
     querying: bool = True
     query_concat: bool = True
     """Keys/values of the focused querying are [Q_enc; image tokens] (True) or image tokens only ("w/o Q-F_enc-Cat")."""

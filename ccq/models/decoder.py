@@ -61,8 +61,8 @@ class SkipGate(nn.Module):
         # Contiguous weight halves: oneDNN falls back to a slow convolution for strided weights.
         w_s, w_u = w[:, :c].contiguous(), w[:, c:].contiguous()
         s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w_s, None, 1, pad)
-        # The U half starts from the low-resolution input, so the upsampled U is not kept for backward.
-        u = norm_act_conv(low, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad, upsample=True)
+        # The upsampled U is recomputed from the 8x smaller low-resolution input in backward, not kept.
+        u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad, source=low)
         return (_grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
 
     def forward(self, skip: torch.Tensor, low: torch.Tensor, groups: int) -> torch.Tensor:

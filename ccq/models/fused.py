@@ -30,12 +30,12 @@ def recompute_enabled(enabled: bool) -> Iterator[None]:
         _RECOMPUTE = previous
 
 
-def _act(x: torch.Tensor, slope: float | None) -> torch.Tensor:
+def _act(x: torch.Tensor, slope: float | None, inplace: bool) -> torch.Tensor:
     if slope is None:
         return x
     if slope == 0.0:
-        return F.relu(x)
-    return F.leaky_relu(x, slope)
+        return F.relu_(x) if inplace else F.relu(x)
+    return F.leaky_relu_(x, slope) if inplace else F.leaky_relu(x, slope)
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
@@ -43,54 +43,45 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="trilinear", align_corners=False)
 
 
-def _front(
-    x: torch.Tensor,
-    gn_weight: torch.Tensor,
-    gn_bias: torch.Tensor,
-    groups: int,
-    eps: float,
-    pre_slope: float | None,
-    post_slope: float | None,
-    upsample: bool,
-) -> torch.Tensor:
-    if upsample:
-        x = upsample2(x)
-    return _act(F.group_norm(_act(x, pre_slope), groups, gn_weight, gn_bias, eps), post_slope)
-
-
 class _Spec(NamedTuple):
     groups: int
     eps: float
     pre_slope: float | None
     post_slope: float | None
-    upsample: bool
     stride: tuple[int, int, int]
     padding: tuple[int, int, int]
 
 
-def _front_spec(x: torch.Tensor, gn_weight: torch.Tensor, gn_bias: torch.Tensor, spec: _Spec) -> torch.Tensor:
-    return _front(x, gn_weight, gn_bias, spec.groups, spec.eps, spec.pre_slope, spec.post_slope, spec.upsample)
+def _front(x: torch.Tensor, gn_weight: torch.Tensor, gn_bias: torch.Tensor, spec: _Spec) -> torch.Tensor:
+    # The activation after GN runs in place on GN's fresh output (GN's backward needs its input, not its output):
+    # a new full-size tensor costs more in page faults than the activation itself.
+    h = _act(x, spec.pre_slope, inplace=False)
+    return _act(F.group_norm(h, spec.groups, gn_weight, gn_bias, spec.eps), spec.post_slope, inplace=True)
 
 
 class _NormActConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, gn_weight, gn_bias, conv_weight, conv_bias, spec: _Spec):
+    def forward(ctx, x, gn_weight, gn_bias, conv_weight, conv_bias, source, spec: _Spec):
         with torch.no_grad():
-            y = _front_spec(x, gn_weight, gn_bias, spec)
-            z = F.conv3d(y, conv_weight, conv_bias, spec.stride, spec.padding)
-        ctx.save_for_backward(x, gn_weight, gn_bias, conv_weight)
+            z = F.conv3d(_front(x, gn_weight, gn_bias, spec), conv_weight, conv_bias, spec.stride, spec.padding)
+        # With a source, x == upsample2(source): keep the 8x smaller source and upsample again in backward.
+        ctx.save_for_backward(x if source is None else source, gn_weight, gn_bias, conv_weight)
+        ctx.from_source = source is not None
         ctx.spec = spec
         ctx.has_bias = conv_bias is not None
         return z
 
     @staticmethod
     def backward(ctx, grad_z):
-        x, gn_weight, gn_bias, conv_weight = ctx.saved_tensors
+        kept, gn_weight, gn_bias, conv_weight = ctx.saved_tensors
         spec, has_bias = ctx.spec, ctx.has_bias
         need = ctx.needs_input_grad
+        if ctx.from_source:
+            with torch.no_grad():
+                kept = upsample2(kept)
         with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(n) for t, n in zip((x, gn_weight, gn_bias), need[:3], strict=True)]
-            y = _front_spec(*leaves, spec)
+            leaves = [t.detach().requires_grad_(n) for t, n in zip((kept, gn_weight, gn_bias), need[:3], strict=True)]
+            y = _front(*leaves, spec)
         grad_y, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad_z,
             y.detach(),
@@ -109,7 +100,7 @@ class _NormActConv(torch.autograd.Function):
         if wanted:
             computed = iter(torch.autograd.grad(y, wanted, grad_y))
             grads = [next(computed) if leaf.requires_grad else None for leaf in leaves]
-        return (*grads, grad_w if need[3] else None, grad_b if has_bias and need[4] else None, None)
+        return (*grads, grad_w if need[3] else None, grad_b if has_bias and need[4] else None, None, None)
 
 
 def norm_act_conv(
@@ -121,13 +112,13 @@ def norm_act_conv(
     padding: int | tuple[int, int, int] = 0,
     pre_slope: float | None = None,
     post_slope: float | None = None,
-    upsample: bool = False,
+    source: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """conv3d(act_post(GN(act_pre(up(x))))), slopes: None = no activation, 0.0 = ReLU, s = LeakyReLU(s);
-    `up` is the trilinear x2 upsampling when `upsample` is set.
+    """conv3d(act_post(GN(act_pre(x)))), slopes: None = no activation, 0.0 = ReLU, s = LeakyReLU(s).
 
-    x: [B, C, D, H, W] -> [B, C_out, D', H', W'] (D' = 2D/stride with upsampling). When gradients are recorded,
-    only x (not the upsampled, normalised or activated tensors) is kept for the backward pass.
+    x: [B, C, D, H, W] -> [B, C_out, D', H', W']. When gradients are recorded, only x (not the normalised or
+    activated tensors) is kept for the backward pass; or only `source` when given, which must satisfy
+    x == upsample2(source) (x is then recomputed from it).
     """
     if isinstance(norm, torch.nn.GroupNorm):
         groups, weight, bias, eps = norm.num_groups, norm.weight, norm.bias, norm.eps
@@ -138,11 +129,10 @@ def norm_act_conv(
         eps,
         pre_slope,
         post_slope,
-        upsample,
         (stride,) * 3 if isinstance(stride, int) else tuple(stride),
         (padding,) * 3 if isinstance(padding, int) else tuple(padding),
     )
     tensors = (x, weight, bias, conv_weight, conv_bias)
     if _RECOMPUTE and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return _NormActConv.apply(x, weight, bias, conv_weight, conv_bias, spec)
-    return F.conv3d(_front_spec(x, weight, bias, spec), conv_weight, conv_bias, spec.stride, spec.padding)
+        return _NormActConv.apply(x, weight, bias, conv_weight, conv_bias, source, spec)
+    return F.conv3d(_front(x, weight, bias, spec), conv_weight, conv_bias, spec.stride, spec.padding)

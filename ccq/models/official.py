@@ -16,6 +16,7 @@ from ccq.errors import CCQError
 from ccq.models.config import ModelConfig
 
 _DECODER_LEVELS = ("x8_resb", "x4_resb", "x2_resb", "x1_resb")
+_CONV_CONTROLLERS = ("controller.weight", "contro_organ.weight", "contro_tumor.weight")
 
 # (our name pattern, official replacement), applied in order to each of our parameter names.
 _RULES: tuple[tuple[str, str], ...] = (
@@ -117,7 +118,10 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
         tensor = given[off]
         if not isinstance(tensor, torch.Tensor):
             raise CCQError(f"official checkpoint key {off!r} holds a {type(tensor).__name__}, expected a tensor")
-        if tensor.numel() != shapes[ours].numel():
+        # Only the controllers differ in shape (official 1x1x1 convs, our Linear layers): anything else must
+        # match exactly, or a same-size tensor of another layout would load scrambled.
+        reshapable = off in _CONV_CONTROLLERS and tensor.numel() == shapes[ours].numel()
+        if tuple(tensor.shape) != tuple(shapes[ours]) and not reshapable:
             hint = ""
             if off in (
                 "CQTr.pos_embed",
@@ -139,7 +143,7 @@ def to_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: Model
     out = {}
     for key, value in state_dict.items():
         name = official_name(key)
-        if name in ("controller.weight", "contro_organ.weight", "contro_tumor.weight"):
+        if name in _CONV_CONTROLLERS:
             value = value.reshape(*value.shape, 1, 1, 1)
         out[name] = value
     return out

@@ -47,7 +47,8 @@ def test_every_named_preset_builds():
 
     for name in preset_names():
         with torch.device("meta"):
-            build_model(get_preset(name))
+            model = build_model(get_preset(name))
+        assert sum(p.numel() for p in model.parameters()) > 0, name
 
 
 def test_decoder_widths_must_match_the_skips():
