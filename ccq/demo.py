@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ccq.errors import CCQError
+from ccq.utils import fs
 
 MARKER = ".ccq-demo.json"
 PHANTOM_SPACING = (2.0, 1.5, 1.5)
@@ -100,9 +101,7 @@ def _claim_out_dir(out: Path, entries: Sequence[str]) -> None:
             elif path.exists() or path.is_symlink():
                 path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(
-        json.dumps({"generator": "ccq demo", "entries": list(entries)}, indent=2) + "\n", encoding="utf-8"
-    )
+    fs.write_json_atomic(out / MARKER, {"generator": "ccq demo", "entries": list(entries)})
 
 
 def _train_config(options: DemoOptions, model: str):
@@ -112,9 +111,7 @@ def _train_config(options: DemoOptions, model: str):
     config = base.replace(model=model, seed=options.seed, device=options.device)
     if options.iterations is not None:
         n = options.iterations
-        config = config.replace(
-            iterations=n, val_every=min(config.val_every, n), save_every=min(config.save_every, n)
-        )
+        config = config.replace(iterations=n, val_every=min(config.val_every, n), save_every=min(config.save_every, n))
     return config
 
 
@@ -144,8 +141,15 @@ def evaluate_test_cases(
             for channel, value in dice.items():
                 scores.setdefault(channel, []).append(value)
             if predictions_dir is not None:
-                write_case_outputs(predictions_dir, case_id, prediction, [task], reference=case.image,
-                                   overwrite=True, extra={"model": str(model_dir)})
+                write_case_outputs(
+                    predictions_dir,
+                    case_id,
+                    prediction,
+                    [task],
+                    reference=case.image,
+                    overwrite=True,
+                    extra={"model": str(model_dir)},
+                )
         per_task[task.name] = {c: nanmean(v) for c, v in scores.items()}
     return per_task, per_case
 
@@ -199,8 +203,10 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
         echo(f"    ({stages[name]:.0f} s)")
 
     total = len(options.tasks) * options.cases
-    echo(f"[1/4] synthetic CT: {len(options.tasks)} partially labeled tasks x {options.cases} cases "
-         f"({options.test_cases} held out for testing) -> {out / 'phantom'}")
+    echo(
+        f"[1/4] synthetic CT: {len(options.tasks)} partially labeled tasks x {options.cases} cases "
+        f"({options.test_cases} held out for testing) -> {out / 'phantom'}"
+    )
     began = time.perf_counter()
     collection = generate_collection(
         out / "phantom", cases_per_task=options.cases, test_cases_per_task=options.test_cases,
@@ -249,10 +255,10 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
     echo("")
     echo(f"Dice on the held-out test phantoms ({options.test_cases} per task, threshold 0.5):")
     echo(format_table(dice, [t.name for t in collection.tasks]))
+    # Dice is NaN where prediction and truth are both empty; strict JSON has no NaN, so it is written as null.
     results = {"dice": dice, "cases": per_case, "seconds": seconds, "stages": stages,
-               "options": {k: (str(v) if isinstance(v, Path) else v)
-                           for k, v in dataclasses.asdict(options).items()}}  # fmt: skip
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+               "options": dataclasses.asdict(options)}  # fmt: skip
+    fs.write_json_atomic(out / "results.json", results)
     first = collection.tasks[0]
     test_image = next(c.image for c in _cases(collection, first) if c.case_id in first.split.test)
     echo(f"\nfinished in {seconds / 60:.1f} min ({seconds:.0f} s); everything is in {out}")

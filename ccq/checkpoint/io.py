@@ -9,9 +9,7 @@ bytes and refused.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ccq.checkpoint.sniff import describe_foreign_file, read_json_object, sniff_file
 from ccq.errors import CCQError
+from ccq.utils import fs
 
 if TYPE_CHECKING:
     import torch
@@ -122,24 +121,22 @@ def save_checkpoint(
         "ccq_version": _ccq_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": str(source),
-        "extra": _jsonable(dict(extra or {}), "extra"),
+        "extra": fs.jsonable(dict(extra or {}), "save_checkpoint: extra"),
     }
     # Serialise before touching the disk, so that a non-JSON `extra` fails without leaving anything behind.
-    meta_text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+    meta_text = fs.json_text(meta)
     tensors = _tensors_for_saving(model.state_dict())
 
     _recover_interrupted(path)
     check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_siblings(path)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = fs.temporary_path(path)
     os.mkdir(tmp)
     try:
         from safetensors.torch import save_file
 
-        save_file(
-            tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ccq_format": CHECKPOINT_FORMAT}
-        )
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ccq_format": CHECKPOINT_FORMAT})
         # The JSON is written last: a directory that has it is complete.
         (tmp / META_NAME).write_text(meta_text, encoding="utf-8")
         if add_files is not None:
@@ -157,25 +154,6 @@ def _ccq_version() -> str:
     from ccq import __version__
 
     return __version__
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    """`value` as strict JSON data: numpy / 0-d tensor scalars become numbers, paths strings, and non-finite
-    floats null (a NaN validation score must not make a training run fail at its checkpoint)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:
-        return _jsonable(item(), where)
-    raise TypeError(f"save_checkpoint: {where} is a {type(value).__name__}; expected JSON data")
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -204,9 +182,7 @@ def _tensors_for_saving(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor
     seen: set[int] = set()
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
-            raise TypeError(
-                f"save_checkpoint: state-dict entry {key!r} is a {type(value).__name__}, not a tensor"
-            )
+            raise TypeError(f"save_checkpoint: state-dict entry {key!r} is a {type(value).__name__}, not a tensor")
         tensor = value.detach().to("cpu").contiguous()
         ptr = tensor.untyped_storage().data_ptr()
         if ptr in seen:
@@ -304,22 +280,12 @@ def _remove_stale_siblings(path: Path) -> None:
         if not entry.is_dir() or not name.startswith(prefixes):
             continue
         pid = name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not fs.pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
     aside = _aside_path(path)
     if aside.is_dir() and path.is_dir():
         # The new checkpoint landed but the old one was not yet deleted.
         _discard(aside)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -377,9 +343,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         tensors = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
-        raise CCQError(
-            f"{weights}: cannot be read as safetensors ({_first_line(err)}); the file is corrupt"
-        ) from err
+        raise CCQError(f"{weights}: cannot be read as safetensors ({_first_line(err)}); the file is corrupt") from err
     model = build_model(meta.model_config)
     _check_state_dict(weights, tensors, model.state_dict())
     model.load_state_dict(tensors, strict=True)
@@ -514,9 +478,7 @@ def _check_consistent(model_config: Any, preprocessing: Any, collection: Any, *,
         )
 
 
-def _check_state_dict(
-    weights: Path, tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
-) -> None:
+def _check_state_dict(weights: Path, tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
     """Name every missing, unexpected or wrongly shaped tensor before load_state_dict's multi-line error."""
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
@@ -533,9 +495,7 @@ def _check_state_dict(
     if shapes:
         problems.append(f"shape mismatch for {_listing(shapes)}")
     if problems:
-        raise CCQError(
-            f"{weights}: {'; '.join(problems)}; the weights do not match the model described in {META_NAME}"
-        )
+        raise CCQError(f"{weights}: {'; '.join(problems)}; the weights do not match the model described in {META_NAME}")
 
 
 def _listing(items: list[str]) -> str:

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from ccq.errors import CCQError
+from ccq.utils.fs import os_error_message
 
 app = typer.Typer(
     name="ccq",
@@ -37,9 +38,12 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors (and OSErrors) become one line on stderr and exit code 2."""
     try:
         app()
     except CCQError as err:
         print(f"ccq: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # a read-only or full output location, a vanished input ...: the system's reason
+        print(f"ccq: error: {os_error_message(err)}", file=sys.stderr)
         sys.exit(2)

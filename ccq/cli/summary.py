@@ -25,9 +25,7 @@ def summary(
     config: Path | None = typer.Option(
         None, "--config", help="A model config JSON (as saved beside checkpoints) instead of a preset."
     ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object (keys: params, flops, params_by_part)."
-    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (keys: params, flops, params_by_part)."),
 ) -> None:
     """Print the parameter count (total and per part) and the forward FLOPs for one patch at batch 1.
 
@@ -42,7 +40,18 @@ def summary(
             data = json.loads(config.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise CCQError(f"{config}: cannot read a model config JSON ({err})") from None
-        cfg = ModelConfig.from_dict(data.get("model", data))
+        section = data.get("model", data) if isinstance(data, dict) else data
+        if not isinstance(section, dict):
+            raise CCQError(
+                f"{config}: expected a JSON object of ModelConfig fields (or one with a 'model' object, as in a "
+                f"checkpoint.json), got a {type(section).__name__}"
+            )
+        try:
+            cfg = ModelConfig.from_dict(section)
+        except CCQError as err:
+            raise CCQError(f"{config}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise CCQError(f"{config}: invalid model config ({err})") from None
         if patch is not None:
             cfg = cfg.replace(patch_size=tuple(patch))
         name = str(config)

@@ -11,6 +11,7 @@ it back to the patch size (so zooming never reads outside the volume more than a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ccq.errors import CCQError
+from ccq.utils.config import from_fields
 
 _PROBS = ("scale_p", "flip_p", "noise_p", "blur_p", "brightness_p", "contrast_p", "lowres_p", "gamma_p")
 _RANGES = (
@@ -73,12 +75,9 @@ class AugmentationConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AugmentationConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CCQError(f"augmentation: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    def from_dict(cls, data: Mapping[str, Any]) -> AugmentationConfig:
+        """From JSON data; an unknown field or a wrongly typed value is a CCQError naming it."""
+        return from_fields(cls, data, "augmentation")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ Plain ``.npy`` files memory-map (``np.load(mmap_mode="r")``), so a patch reads o
 keeps the dataset's values rather than two channel masks: one byte per voxel instead of two, and the channel
 rules (``organ``/``tumor`` values) are in the entry, so a crop becomes a target with one table lookup.
 
-A case folder is written under a hidden temporary name and renamed into place, so a folder with the final name
-is always complete; temporaries left by an interrupted run are removed by the next one.
+A case folder is written under a hidden temporary name (carrying the writer's pid) and renamed into place, so a
+folder with the final name is always complete; temporaries left by an interrupted run are removed by the next
+one, while those of a concurrent run (its pid alive) are left alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import numpy as np
 from ccq.data.collection import CHANNELS, Collection
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
+from ccq.utils import fs
 
 FORMAT_VERSION = 1
 CASES_DIR = "cases"
@@ -44,7 +45,6 @@ PREPROCESSING_FILE = "preprocessing.json"
 IMAGE_FILE = "image.npy"
 LABEL_FILE = "label.npy"
 META_FILE = "meta.json"
-_TMP_MARK = ".tmp-"
 
 
 def locations_file(channel: str) -> str:
@@ -57,15 +57,8 @@ def case_relpath(task_name: str, case_id: str) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temporary file + rename, so readers never see a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write a JSON file of the prepared folder atomically (indent 1: a manifest of a thousand cases is large)."""
+    fs.write_json_atomic(path, data, indent=1)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -92,7 +85,7 @@ def write_case(
     """Write one case atomically; returns its folder. A case finished meanwhile (another run) is kept."""
     final = Path(out_dir) / case_relpath(task_name, case_id)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{case_id}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = fs.temporary_path(final)
     tmp.mkdir()
     try:
         _save_npy(tmp / IMAGE_FILE, image)
@@ -138,16 +131,26 @@ def write_index(
 
 
 def remove_temporaries(out_dir: Path) -> int:
-    """Delete half-written case folders and JSON files left by an interrupted run; returns how many."""
+    """Delete half-written case folders and JSON files left by an interrupted run; returns how many.
+
+    A temporary whose writer (the pid in its name) is still running belongs to a concurrent run into the same
+    folder and is kept. Call this before writing anything: this process's own pid counts as not running (after
+    a restart, e.g. in a fresh container, a killed run's pid can be ours).
+    """
     root = Path(out_dir)
     count = 0
     for parent in [root, *sorted((root / CASES_DIR).glob("*"))] if (root / CASES_DIR).is_dir() else [root]:
         if not parent.is_dir():
             continue
         for path in parent.iterdir():
-            if path.name.startswith(".") and _TMP_MARK in path.name:
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-                count += 1
+            if not (path.name.startswith(".") and fs.TMP_MARK in path.name):
+                continue
+            owner = fs.temporary_owner(path.name)
+            if owner is not None and owner != os.getpid() and fs.pid_alive(owner):
+                continue
+            # ignore_errors: a temporary can vanish meanwhile (a concurrent writer renamed it into place).
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            count += 1
     return count
 
 
@@ -183,9 +186,12 @@ class PreparedDataset:
         self.collection = Collection.from_dict(
             read_json(self.root / COLLECTION_FILE, "collection.json"), str(self.root / COLLECTION_FILE)
         )
-        self.preprocessing = PreprocessingConfig.from_dict(
-            read_json(self.root / PREPROCESSING_FILE, "preprocessing.json")
-        )
+        pre_path = self.root / PREPROCESSING_FILE
+        pre_data = read_json(pre_path, "preprocessing.json")
+        try:
+            self.preprocessing = PreprocessingConfig.from_dict(pre_data)
+        except CCQError as err:
+            raise CCQError(f"{pre_path}: {err}") from None
 
     def __len__(self) -> int:
         return len(self.entries)

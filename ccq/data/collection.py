@@ -104,9 +104,7 @@ class TaskSpec:
         for channel in CHANNELS:
             if getattr(self, channel) is None:
                 if names.get(channel) is not None:
-                    raise FieldError(
-                        f"channel_names.{channel}", f"the {channel} channel is null (not labeled)"
-                    )
+                    raise FieldError(f"channel_names.{channel}", f"the {channel} channel is null (not labeled)")
                 names.pop(channel, None)
             elif not names.get(channel):
                 names[channel] = labels[self.output_values[channel]]
@@ -129,14 +127,10 @@ class TaskSpec:
                 # Organ: a value that does not read back as tumor; tumor: its smallest value.
                 free = [v for v in values if channel == "tumor" or v not in tumor]
                 if not free:
-                    raise FieldError(
-                        "organ", "every organ value is also a tumor value: no organ could be written"
-                    )
+                    raise FieldError("organ", "every organ value is also a tumor value: no organ could be written")
                 value = min(free)
             if value not in values:
-                raise FieldError(
-                    where, f"value {value} does not make the {channel} channel positive ({list(values)})"
-                )
+                raise FieldError(where, f"value {value} does not make the {channel} channel positive ({list(values)})")
             if channel == "organ" and value in tumor:
                 raise FieldError(where, f"value {value} is also a tumor value and would read back as tumor")
             out[channel] = value
@@ -299,9 +293,7 @@ class Collection:
                 return task
         close = difflib.get_close_matches(str(key), self.task_names, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise CCQError(
-            f"collection {self.name!r} has no task {key!r}{hint} (tasks: {', '.join(self.task_names)})"
-        )
+        raise CCQError(f"collection {self.name!r} has no task {key!r}{hint} (tasks: {', '.join(self.task_names)})")
 
     def categories(self) -> list[str]:
         """Every labeled channel as ``"task/organ"`` / ``"task/tumor"``, in task-id order (MOTS: 11)."""
@@ -309,9 +301,7 @@ class Collection:
 
     def category_names(self) -> dict[str, str]:
         """``"liver/tumor" -> "liver tumor"``: the human channel names for reports."""
-        return {
-            f"{t.name}/{c}": t.channel_names[c] for t in self.tasks for c in CHANNELS if c in t.channel_names
-        }
+        return {f"{t.name}/{c}": t.channel_names[c] for t in self.tasks for c in CHANNELS if c in t.channel_names}
 
     def labeled_channels(self) -> np.ndarray:
         """[K, 2] bool: which (organ, tumor) channels each task labels."""
@@ -340,9 +330,7 @@ class Collection:
         root = Path(self.root).expanduser()
         if not root.is_absolute():
             if self.source is None:
-                raise CCQError(
-                    f"collection {self.name!r}: root {self.root!r} is relative but no file is known"
-                )
+                raise CCQError(f"collection {self.name!r}: root {self.root!r} is relative but no file is known")
             root = self.source.parent / root
         return root / folder
 
@@ -388,14 +376,17 @@ class Collection:
 
 
 def load_collection(name_or_path: str | Path) -> Collection:
-    """A built-in collection by name (``"mots"``) or a collection file (.yaml, .yml, .json)."""
-    from ccq.data.collection_io import load_builtin_collection, read_collection_file
+    """A built-in collection by name (``"mots"``) or a collection file (.yaml, .yml, .json).
 
-    return (
-        load_builtin_collection(name_or_path)
-        if isinstance(name_or_path, str) and not Path(name_or_path).suffix
-        else read_collection_file(Path(name_or_path))
-    )
+    A string without a suffix is a built-in name unless a file of that name exists (then the file is read).
+    """
+    from ccq.data.collection_io import BUILTIN_COLLECTIONS, load_builtin_collection, read_collection_file
+
+    path = Path(name_or_path).expanduser()
+    if isinstance(name_or_path, str) and not path.suffix and not path.is_file():
+        if not path.is_dir() or name_or_path.lower() in BUILTIN_COLLECTIONS:
+            return load_builtin_collection(name_or_path)
+    return read_collection_file(path)
 
 
 # Re-exported so that `ccq.data.collection` is the one import for collections (defined below this module's

@@ -52,11 +52,21 @@ def parse_collection_text(text: str, suffix: str, where: str) -> Any:
 
 
 def read_collection_file(path: Path) -> Collection:
+    """A collection file: .yaml, .yml or .json, or an existing file without a suffix (JSON if it starts with
+    ``{``, else YAML)."""
     path = Path(path).expanduser()
-    suffix = _check_suffix(path)
+    if path.is_dir():
+        raise CCQError(
+            f"{path}: is a folder; expected a collection file ({', '.join(COLLECTION_SUFFIXES)}) or a built-in "
+            f"collection name ({', '.join(BUILTIN_COLLECTIONS)})"
+        )
+    suffix = "" if not path.suffix and path.is_file() else _check_suffix(path)
     if not path.is_file():
         raise CCQError(f"{path}: no such collection file")
-    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    text = path.read_text(encoding="utf-8")
+    if not suffix:
+        suffix = ".json" if text.lstrip().startswith("{") else ".yaml"
+    data = parse_collection_text(text, suffix, str(path))
     return Collection.from_dict(data, source=path.resolve())
 
 
@@ -86,15 +96,10 @@ def load_builtin_collection(name: str) -> Collection:
     if key not in BUILTIN_COLLECTIONS:
         close = difflib.get_close_matches(key, BUILTIN_COLLECTIONS, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        file_hint = " (collection files must end in .yaml, .yml or .json)" if Path(name).is_file() else ""
-        raise CCQError(
-            f"no built-in collection {name!r}{hint}{file_hint}; built in: {', '.join(BUILTIN_COLLECTIONS)}"
-        )
+        raise CCQError(f"no built-in collection {name!r}{hint}; built in: {', '.join(BUILTIN_COLLECTIONS)}")
     base = resources.files("ccq").joinpath("resources")
     text = base.joinpath("collections", f"{key}.yaml").read_text(encoding="utf-8")
-    collection = Collection.from_dict(
-        parse_collection_text(text, ".yaml", f"<built-in {key}>"), f"<built-in {key}>"
-    )
+    collection = Collection.from_dict(parse_collection_text(text, ".yaml", f"<built-in {key}>"), f"<built-in {key}>")
     if key == "mots":
         split_dir = base.joinpath("mots-split")
         train = parse_split_list(split_dir.joinpath("MOTS_train.txt").read_text(encoding="utf-8"))
@@ -132,9 +137,7 @@ def parse_split_list(text: str) -> dict[int, list[str]]:
     return out
 
 
-def with_split_lists(
-    collection: Collection, train: dict[int, list[str]], test: dict[int, list[str]]
-) -> Collection:
+def with_split_lists(collection: Collection, train: dict[int, list[str]], test: dict[int, list[str]]) -> Collection:
     """The collection with explicit train/test lists per task id (tasks absent from both keep theirs)."""
     unknown = sorted((set(train) | set(test)) - {t.id for t in collection.tasks})
     if unknown:
@@ -174,9 +177,7 @@ def find_cases(task: TaskSpec, dataset_dir: Path) -> list[CaseFiles]:
     if task.layout == "msd":
         images = dataset_dir / "imagesTr"
         if not images.is_dir():
-            raise CCQError(
-                f"task {task.name!r}: {images} does not exist (layout 'msd' expects imagesTr/, labelsTr/)"
-            )
+            raise CCQError(f"task {task.name!r}: {images} does not exist (layout 'msd' expects imagesTr/, labelsTr/)")
         for path in sorted(images.iterdir()):
             # MSD tarballs carry macOS "._liver_0.nii.gz" resource forks: not images.
             if path.name.startswith(".") or not path.name.lower().endswith(NIFTI_SUFFIXES):
@@ -188,9 +189,7 @@ def find_cases(task: TaskSpec, dataset_dir: Path) -> list[CaseFiles]:
                 raise CCQError(f"{path}: case {case_id!r} appears twice in {images} (CASE and CASE_0000?)")
             cases[case_id] = CaseFiles(case_id, path, _first_existing(dataset_dir / "labelsTr", case_id))
     else:
-        for folder in sorted(
-            p for p in dataset_dir.iterdir() if p.is_dir() and re.match(r"^case_\d+$", p.name)
-        ):
+        for folder in sorted(p for p in dataset_dir.iterdir() if p.is_dir() and re.match(r"^case_\d+$", p.name)):
             image = _first_existing(folder, "imaging")
             if image is None:
                 raise CCQError(f"{folder}: no imaging.nii.gz (layout 'kits')")

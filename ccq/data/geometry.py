@@ -138,7 +138,13 @@ def check_same_grid(
     # Corners of the label grid expressed in image voxels: a direct, unit-aware measure of misalignment.
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape_b], indexing="ij")).reshape(3, -1)
     corners_h = np.vstack([corners, np.ones(corners.shape[1])])
-    in_a = np.linalg.solve(affine_a, affine_b @ corners_h)[:3]
+    try:
+        in_a = np.linalg.solve(affine_a, affine_b @ corners_h)[:3]
+    except np.linalg.LinAlgError:
+        raise CCQError(
+            f"case {case}: image affine {np.asarray(affine_a).tolist()} is singular; expected an invertible 4x4 "
+            "voxel-to-world matrix (check the header's pixdim, qform and sform)"
+        ) from None
     err = float(np.abs(in_a - corners).max())
     if not math.isfinite(err) or err > AFFINE_TOLERANCE_VOXELS:
         raise CCQError(

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ccq.data.cache import PreparedDataset
-from ccq.data.sampling import PatchSampler, Sample, SamplingConfig
+from ccq.data.sampling import PatchSampler, Sample
 from ccq.errors import CCQError
 
 Batch = dict[str, Any]
@@ -121,9 +119,17 @@ class PatchLoader:
             # torch's default start method (fork on Linux): workers only run numpy/scipy and CPU torch ops.
             extra = {"prefetch_factor": self.prefetch_factor}
         loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory, **extra)
-        for batch in loader:
-            self.position += 1
-            yield expand(batch) if self.expand else batch
+        batches = iter(loader)
+        try:
+            for batch in batches:
+                self.position += 1
+                yield expand(batch) if self.expand else batch
+        finally:
+            # Stop the worker processes now (also on an error, or when the consumer closes this generator),
+            # not whenever the garbage collector gets to the iterator.
+            shutdown = getattr(batches, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def state_dict(self) -> dict[str, int]:
         return {"position": self.position, "seed": self.sampler.seed, "rank": self.sampler.rank,
@@ -143,22 +149,3 @@ class PatchLoader:
             # A different seed/rank/batch size would silently continue a different stream.
             raise CCQError(f"loader state {mismatch} (saved, current): expected the same stream to resume")
         self.position = int(state["position"])
-
-
-def build_patch_loader(
-    prepared: str | Path | PreparedDataset,
-    config: SamplingConfig,
-    *,
-    batch_size: int,
-    patch_size: tuple[int, int, int] | None = None,
-    num_workers: int = 0,
-    seed: int = 0,
-    rank: int = 0,
-    split: str = "train",
-    start: int = 0,
-) -> PatchLoader:
-    """A loader over a prepared folder; ``patch_size`` defaults to the folder's preprocessing patch size."""
-    dataset = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared)
-    size = tuple(patch_size) if patch_size is not None else dataset.preprocessing.patch_size
-    sampler = PatchSampler(dataset, size, config, split=split, seed=seed, rank=rank)  # type: ignore[arg-type]
-    return PatchLoader(sampler, batch_size, num_workers=num_workers, start=start)

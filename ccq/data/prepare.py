@@ -102,7 +102,10 @@ def _label_values(label: np.ndarray, task: TaskSpec, case: str, source: str) -> 
         raise CCQError(f"case {case}: label {source} has non-integer values {odd}; expected label values")
     task.check_label_values(values, where=f"case {case}: label {source}")
     if max(task.labels) > 255:
-        raise CCQError(f"task {task.name!r}: label value {max(task.labels)} > 255; the cache stores uint8")
+        raise CCQError(
+            f"case {case}: task {task.name!r} declares label value {max(task.labels)} > 255; "
+            "expected values up to 255 (the prepared cache stores uint8)"
+        )
     return label.astype(np.uint8, copy=False)
 
 
@@ -197,12 +200,3 @@ def prepare_case(
         "foreground_locations": {c: None if v is None else len(v) for c, v in locations.items()},
     }
     return PreparedCase(image=prepared, label=lab_prepared, locations=locations, meta=meta)
-
-
-def __getattr__(name: str) -> Any:
-    # The collection-level API lives in prepare_run (it imports this module); offered here as well.
-    if name in ("prepare_collection", "PrepareSummary"):
-        from ccq.data import prepare_run
-
-        return getattr(prepare_run, name)
-    raise AttributeError(f"module 'ccq.data.prepare' has no attribute {name!r}")

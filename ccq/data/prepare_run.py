@@ -24,6 +24,7 @@ from ccq.data.collection_io import parse_collection_text
 from ccq.data.prepare import prepare_case
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
+from ccq.utils import fs
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,17 @@ def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tu
         )
         return "done", ""
     except CCQError as err:
-        return "failed", str(err)
+        return "failed", _naming_case(job, str(err))
     except MemoryError:
-        return "failed", f"case {job.case_id}: out of memory (try fewer --workers)"
+        return "failed", f"case {job.task.name}/{job.case_id}: out of memory (try fewer --workers)"
+    except OSError as err:  # disk full, no permission to write OUT ...
+        return "failed", f"case {job.task.name}/{job.case_id}: {fs.os_error_message(err)}"
+
+
+def _naming_case(job: _Job, message: str) -> str:
+    """Prefix ``case TASK/ID: `` unless the message already starts by naming the case."""
+    key = f"{job.task.name}/{job.case_id}"
+    return message if message.startswith((f"case {job.case_id}:", f"case {key}:")) else f"case {key}: {message}"
 
 
 def _init_worker(threads: int) -> None:

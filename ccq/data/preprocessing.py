@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ccq.errors import CCQError
+from ccq.utils.config import from_fields
 
 
 @dataclass(frozen=True)
@@ -29,15 +31,11 @@ class PreprocessingConfig:
 
     def __post_init__(self) -> None:
         if len(self.spacing) != 3 or any(float(s) <= 0 for s in self.spacing):
-            raise CCQError(
-                f"preprocessing.spacing={self.spacing!r}: expected three positive numbers (z, y, x) in mm"
-            )
+            raise CCQError(f"preprocessing.spacing={self.spacing!r}: expected three positive numbers (z, y, x) in mm")
         if len(self.patch_size) != 3 or any(int(p) <= 0 for p in self.patch_size):
             raise CCQError(f"preprocessing.patch_size={self.patch_size!r}: expected three positive integers")
         if not self.hu_min < self.hu_max:
-            raise CCQError(
-                f"preprocessing HU window [{self.hu_min}, {self.hu_max}]: expected hu_min < hu_max"
-            )
+            raise CCQError(f"preprocessing HU window [{self.hu_min}, {self.hu_max}]: expected hu_min < hu_max")
         if self.hu_scale <= 0:
             raise CCQError(f"preprocessing.hu_scale={self.hu_scale}: expected a positive number")
         if self.image_interpolation_order not in (0, 1, 3):
@@ -51,12 +49,9 @@ class PreprocessingConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PreprocessingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CCQError(f"preprocessing: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessingConfig:
+        """From JSON data; an unknown field or a wrongly typed value is a CCQError naming it."""
+        return from_fields(cls, data, "preprocessing")
 
 
 OFFICIAL_PREPROCESSING = PreprocessingConfig()

@@ -10,6 +10,7 @@ Crops read memory-mapped arrays, so a patch costs only its own pages, never a fu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from ccq.data.cache import PreparedDataset
 from ccq.data.collection import CHANNELS
 from ccq.data.prepare import channel_lut
 from ccq.errors import CCQError
+from ccq.utils.config import from_fields
 
 FOREGROUND_MODES = ("bbox", "location")
 TASK_WEIGHTINGS = ("cases", "balanced")
@@ -55,8 +57,10 @@ class SamplingConfig:
             raise CCQError(f"sampling.task_weighting={self.task_weighting!r}: expected one of {TASK_WEIGHTINGS}")
         if int(self.bbox_margin) < 0:
             raise CCQError(f"sampling.bbox_margin={self.bbox_margin}: expected a non-negative integer")
-        if isinstance(self.augmentation, dict):
+        if isinstance(self.augmentation, Mapping):
             object.__setattr__(self, "augmentation", AugmentationConfig.from_dict(self.augmentation))
+        if not isinstance(self.augmentation, AugmentationConfig):
+            raise CCQError(f"sampling.augmentation={self.augmentation!r}: expected a mapping of augmentation fields")
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -64,12 +68,9 @@ class SamplingConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SamplingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CCQError(f"sampling: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> SamplingConfig:
+        """From JSON data; an unknown field or a wrongly typed value is a CCQError naming it."""
+        return from_fields(cls, data, "sampling")
 
     def without_augmentation(self) -> SamplingConfig:
         return dataclasses.replace(self, augmentation=dataclasses.replace(self.augmentation, enabled=False))

@@ -5,10 +5,10 @@ from ccq.inference.predictor import (
     Predictor,
     find_inputs,
     predict_case,
-    resolve_device,
     write_case_outputs,
 )
 from ccq.inference.sliding_window import gaussian_importance, predict_volume, window_starts
+from ccq.utils.device import resolve_device
 
 __all__ = [
     "CasePrediction",

@@ -9,8 +9,6 @@ label convention (`TaskSpec.to_output_labels`: e.g. liver 1, liver tumor 2).
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,25 +24,14 @@ from ccq.data.geometry import CanonicalInfo
 from ccq.data.prepare import preprocess_image
 from ccq.errors import CCQError
 from ccq.inference.sliding_window import predict_volume
+from ccq.utils import fs
+from ccq.utils.device import resolve_device
 
 Volume = str | Path | tuple[np.ndarray, np.ndarray]
 """A NIfTI path, or an (array in file voxel order (HU), 4x4 voxel -> RAS mm affine) pair."""
 
 LABELS_FILE = "labels.json"
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """"auto"/None: CUDA if available, else the CPU. "cuda" without a GPU is an error (no silent CPU run)."""
-    name = "auto" if device is None else str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CCQError(f"device {name!r}: no CUDA GPU is available here; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise CCQError(f"device {name!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
 
 
 def case_name(path: str | Path) -> str:
@@ -132,8 +119,11 @@ class Predictor:
         if tasks is None or (isinstance(tasks, str) and tasks.strip() == "all"):
             return list(self.collection.tasks)
         items = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-        specs = [self.collection.task(t.strip() if isinstance(t, str) else t) for t in items
-                 if not (isinstance(t, str) and not t.strip())]
+        specs = [
+            self.collection.task(t.strip() if isinstance(t, str) else t)
+            for t in items
+            if not (isinstance(t, str) and not t.strip())
+        ]
         if not specs:
             names = ", ".join(self.collection.task_names)
             raise CCQError(f"tasks {tasks!r}: expected 'all' or task names ({names})")
@@ -175,9 +165,7 @@ class Predictor:
                 if not task.labeled_channels[c]:
                     masks[channel] = None  # the network predicts it, but this dataset has no value for it
                     continue
-                back = geometry.to_original_grid(
-                    probs[i, c].numpy(), info, self.preprocessing.spacing, order=1
-                )
+                back = geometry.to_original_grid(probs[i, c].numpy(), info, self.preprocessing.spacing, order=1)
                 masks[channel] = back > self.threshold
             labels[task.name] = task.to_output_labels(masks["organ"], masks["tumor"])
             all_masks[task.name] = {c: m for c, m in masks.items() if m is not None}
@@ -210,20 +198,7 @@ def check_outputs_free(paths: Sequence[Path], overwrite: bool) -> None:
     taken = [p for p in paths if p.exists() or p.is_symlink()]
     if taken:
         more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-        raise CCQError(
-            f"{taken[0]} exists{more}; refusing to overwrite it: choose another -o or pass --overwrite"
-        )
-
-
-def _replace_atomically(path: Path, write) -> None:
-    # Hidden, and still ending in ".nii.gz" so that nibabel picks the right format.
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        raise CCQError(f"{taken[0]} exists{more}; refusing to overwrite it: choose another -o or pass --overwrite")
 
 
 def write_case_outputs(
@@ -263,23 +238,19 @@ def write_case_outputs(
             img = nib.Nifti1Image(label, prediction.affine)
             img.set_qform(prediction.affine, code=1)
             img.set_sform(prediction.affine, code=1)
-        _replace_atomically(path, lambda tmp, img=img: nib.save(img, str(tmp)))
+        fs.replace_atomically(path, lambda tmp, img=img: nib.save(img, str(tmp)), keep_suffix=True)
     summary = {
         "case": case,
         "input": None if reference is None else str(reference),
         "tasks": {
             t.name: {
                 "file": p.name,
-                "labels": {
-                    "0": "background", **{str(v): t.labels[v] for v in sorted(t.output_values.values())}
-                },
+                "labels": {"0": "background", **{str(v): t.labels[v] for v in sorted(t.output_values.values())}},
                 "channels": dict(t.output_values),
             }
             for t, p in zip(tasks, paths, strict=False)
         },
         **dict(extra or {}),
     }
-    text = json.dumps(summary, indent=2) + "\n"
-    _replace_atomically(paths[-1], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    fs.write_json_atomic(paths[-1], summary)
     return paths
-

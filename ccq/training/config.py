@@ -17,10 +17,14 @@ from typing import Any
 from ccq.data.augment import AugmentationConfig
 from ccq.data.sampling import SamplingConfig
 from ccq.errors import CCQError
+from ccq.models.config import ModelConfig
+from ccq.utils.config import from_fields
 
 LR_STEPS = ("epoch", "iteration")
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+FROM_DATA = ("num_tasks",)
+"""ModelConfig fields a training run takes from the prepared data, never from `model_overrides`."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.sampling, Mapping):
-            object.__setattr__(self, "sampling", _sampling_from_dict(dict(self.sampling)))
+            object.__setattr__(self, "sampling", SamplingConfig.from_dict(self.sampling))
+        if not isinstance(self.sampling, SamplingConfig):
+            raise CCQError(f"train config: sampling={self.sampling!r}: expected a mapping of sampling fields")
+        if not isinstance(self.model_overrides, Mapping):
+            raise CCQError(
+                f"train config: model_overrides={self.model_overrides!r}: expected a mapping of ModelConfig fields"
+            )
+        _check_model_overrides(self.model_overrides)
         # Tuples in memory, lists in JSON (as ModelConfig): a config equals its JSON round trip.
         given = dict(self.model_overrides)
         overrides = {str(k): tuple(v) if isinstance(v, list) else v for k, v in given.items()}
@@ -119,23 +130,30 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
         """Build from JSON data; with ``base``, only the given fields change (a config file over a preset)."""
-        if not isinstance(data, Mapping):
-            raise CCQError(f"train config: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CCQError(f"train config: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        changes = dict(data)
-        if "sampling" in changes and base is not None and isinstance(changes["sampling"], Mapping):
+        changes = dict(data) if isinstance(data, Mapping) else data
+        if base is not None and isinstance(changes, dict) and isinstance(changes.get("sampling"), Mapping):
             changes["sampling"] = _merge_sampling(base.sampling, changes["sampling"])
-        return dataclasses.replace(base, **changes) if base is not None else cls(**changes)
+        return from_fields(cls, changes, "train config", base=base)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict(changes, base=self)
 
 
-def _sampling_from_dict(data: dict[str, Any]) -> SamplingConfig:
-    return SamplingConfig.from_dict(data)
+def _check_model_overrides(overrides: Mapping[str, Any]) -> None:
+    """Only ModelConfig fields, and none that the data decides (the trainer would pass them twice)."""
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(str(k) for k in overrides if k not in fields)
+    if unknown:
+        allowed = sorted(fields - set(FROM_DATA))
+        raise CCQError(
+            f"train config: model_overrides: unknown ModelConfig field(s) {unknown}; expected some of {allowed}"
+        )
+    for name in FROM_DATA:
+        if name in overrides:
+            raise CCQError(
+                f"train config: model_overrides.{name}={overrides[name]!r}: not allowed; {name} comes from the "
+                "prepared data (its task collection)"
+            )
 
 
 def _merge_sampling(base: SamplingConfig, changes: Mapping[str, Any]) -> SamplingConfig:
@@ -199,5 +217,5 @@ def load_train_config(path: str | Path, base: TrainConfig) -> TrainConfig:
         return TrainConfig.from_dict(data, base=base)
     except CCQError as err:
         raise CCQError(f"{path}: {err}") from None
-    except TypeError as err:
-        raise CCQError(f"{path}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise CCQError(f"{path}: invalid value ({err})") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
@@ -11,19 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ccq.utils import fs
+
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "config.json"
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: non-finite floats become null (json would write NaN, which is not JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 class JsonlLog:
@@ -34,7 +24,7 @@ class JsonlLog:
         self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(_clean(record), allow_nan=False) + "\n")
+        self._file.write(fs.json_text(record, indent=None, where="log record") + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -89,11 +79,3 @@ def versions() -> dict[str, str]:
         out["cuda"] = str(torch.version.cuda)
         out["gpu"] = torch.cuda.get_device_name(0)
     return out
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON via a temporary file + rename (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

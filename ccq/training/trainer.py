@@ -32,15 +32,16 @@ from ccq.data.cache import PreparedDataset
 from ccq.data.loader import Batch, PatchLoader
 from ccq.data.sampling import PatchSampler
 from ccq.errors import CCQError
-from ccq.inference.predictor import resolve_device
 from ccq.models import build_model, get_preset
 from ccq.training.config import TrainConfig
 from ccq.training.loss import partial_label_loss
 from ccq.training.optim import build_optimizer
-from ccq.training.run_log import CONFIG_FILE, LOG_FILE, JsonlLog, Meter, versions, write_json
+from ccq.training.run_log import CONFIG_FILE, LOG_FILE, JsonlLog, Meter, versions
 from ccq.training.schedule import PolySchedule
 from ccq.training.validation import split_validation, without_cases
 from ccq.training.validation import validate as validate_cases
+from ccq.utils import fs
+from ccq.utils.device import resolve_device
 
 LAST, BEST = "last", "best"
 
@@ -85,7 +86,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _prepare_run_dir(run_dir: Path) -> None:
+def _check_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder that is a file or holds anything (checked before the expensive setup)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise CCQError(f"--out {run_dir}: exists and is not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -93,6 +95,10 @@ def _prepare_run_dir(run_dir: Path) -> None:
             f"--out {run_dir}: the folder is not empty; choose a new run folder "
             "(continuing an earlier run is not supported yet)"
         )
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    _check_run_dir(run_dir)  # again: the folder may have been filled since `Trainer` was built
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -117,15 +123,20 @@ class Trainer:
         echo: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
-        self.dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
         self.run_dir = Path(run_dir).expanduser()
+        _check_run_dir(self.run_dir)  # first: a bad --out must not wait for the data and the model
+        self.dataset = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
         self.progress = progress
         self.echo = echo or print
         self.device = resolve_device(config.device)
         self.collection = self.dataset.collection
-        self.model_config = get_preset(
-            config.model, num_tasks=self.collection.num_tasks, **dict(config.model_overrides)
-        )
+        try:
+            self.model_config = get_preset(
+                config.model, num_tasks=self.collection.num_tasks, **dict(config.model_overrides)
+            )
+        except (TypeError, ValueError) as err:  # a wrongly typed override, e.g. "dim": "wide"
+            overrides = dict(config.model_overrides)
+            raise CCQError(f"train config: model_overrides {overrides}: invalid value ({err})") from None
         self.patch_size = self.model_config.patch_size
         self.preprocessing = dataclasses.replace(self.dataset.preprocessing, patch_size=self.patch_size)
         self.split = split_validation(
@@ -206,11 +217,10 @@ class Trainer:
         self.optimizer.step()
         return {name: float(getattr(terms, name).detach()) for name in ("total", "dice", "bce")}
 
-    def _diverged(self, batch: Batch, logits: torch.Tensor, target: torch.Tensor, value: float,
-                  lr: float) -> None:
+    def _diverged(self, batch: Batch, logits: torch.Tensor, target: torch.Tensor, value: float, lr: float) -> None:
         bad = []
         for i, case in enumerate(batch["case"]):
-            sample = partial_label_loss(logits[i:i + 1], target[i:i + 1]).total
+            sample = partial_label_loss(logits[i : i + 1], target[i : i + 1]).total
             if not bool(torch.isfinite(sample)) or not bool(torch.isfinite(batch["image"][i]).all()):
                 bad.append(case)
         bad = bad or list(batch["case"])
@@ -253,7 +263,7 @@ class Trainer:
         """Train for `config.iterations`, validating every `val_every` and at the end."""
         cfg = self.config
         _prepare_run_dir(self.run_dir)
-        write_json(self.run_dir / CONFIG_FILE, self.run_record())
+        fs.write_json_atomic(self.run_dir / CONFIG_FILE, self.run_record())
         self._log = JsonlLog(self.run_dir / LOG_FILE)
         if not self.split.val:
             self.echo("note: no validation case could be held out (too few training cases): no best/")
@@ -285,6 +295,7 @@ class Trainer:
                     self.state.seconds = time.perf_counter() - start
                     self.save(LAST)
         finally:
+            batches.close()  # ends the loader's iteration, which stops its worker processes
             bar.close()
             self.state.seconds = time.perf_counter() - start
             self._log.close()
@@ -308,7 +319,11 @@ class Trainer:
 
 
 def train(
-    config: TrainConfig, data: str | Path | PreparedDataset, run_dir: str | Path, *, progress: bool = True,
+    config: TrainConfig,
+    data: str | Path | PreparedDataset,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Build a `Trainer` and run it (the function behind `ccq train`)."""

@@ -19,6 +19,19 @@ def test_user_error_is_one_line_without_traceback():
     assert len(lines) == 1 and lines[0].startswith("ccq: error: unknown model preset 'ofical'")
 
 
+def test_os_error_is_one_line_without_traceback(tmp_path):
+    """A read-only, full or impossible output location gives the system's reason on one line, exit code 2."""
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "prepared"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ccq", "prepare", "--out", str(out), "--raw", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"ccq: error: {out}: Not a directory"]
+
+
 def _commands() -> list[str]:
     import typer.main
 

@@ -79,4 +79,8 @@ def test_bad_preprocessing_file_names_it(phantom: Path) -> None:
     (phantom / "pre.yaml").write_text("spacing: [3.0, 3.0]\n")
     result = runner.invoke(app, _args(phantom))
     assert isinstance(result.exception, CCQError)
-    assert "pre.yaml" in str(result.exception) and "expected three positive numbers" in str(result.exception)
+    assert "pre.yaml" in str(result.exception) and "expected a list of 3 numbers" in str(result.exception)
+    (phantom / "pre.yaml").write_text("hu_min: '-325'\n")
+    result = runner.invoke(app, _args(phantom))
+    assert isinstance(result.exception, CCQError)
+    assert str(result.exception) == f"{phantom / 'pre.yaml'}: preprocessing: hu_min='-325': expected a number"

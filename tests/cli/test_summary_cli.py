@@ -5,6 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from ccq.cli import app
+from ccq.errors import CCQError
 
 runner = CliRunner()
 
@@ -40,3 +41,13 @@ def test_patch_not_divisible_is_refused():
     result = runner.invoke(app, ["summary", "--preset", "official", "--patch", "30", "96", "96"])
     assert result.exit_code != 0
     assert "divisible by 16" in str(result.exception)
+
+
+def test_config_that_is_not_an_object_names_the_file(tmp_path):
+    path = tmp_path / "model.json"
+    for text, kind in (("[1, 2]", "list"), ('{"model": 3}', "int")):
+        path.write_text(text)
+        result = runner.invoke(app, ["summary", "--config", str(path)])
+        assert result.exit_code != 0 and isinstance(result.exception, CCQError)
+        message = str(result.exception)
+        assert message.startswith(f"{path}: expected a JSON object of ModelConfig fields") and kind in message

@@ -116,3 +116,18 @@ def test_config_validation_and_json() -> None:
         AugmentationConfig(scale_range=(1.4, 0.7))
     with pytest.raises(CCQError, match="unknown field"):
         AugmentationConfig.from_dict({"rotation_p": 0.2})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"flip_p": "0.5"}, r"augmentation: flip_p='0.5': expected a number"),
+        ({"scale_range": 1.2}, r"augmentation: scale_range=1.2: expected a list of 2 numbers"),
+        ({"scale_range": [0.7]}, r"augmentation: scale_range=\[0.7\]: expected a list of 2 numbers"),
+        ({"flip_axes": "xy"}, r"augmentation: flip_axes='xy': expected a list of integers"),
+        ({"enabled": "no"}, r"augmentation: enabled='no': expected true or false"),
+    ],
+)
+def test_wrongly_typed_values_are_named(data, message) -> None:
+    with pytest.raises(CCQError, match=message):
+        AugmentationConfig.from_dict(data)

@@ -99,6 +99,20 @@ def test_packaged_split_lists_are_the_published_ones() -> None:
         assert (package / name).read_bytes() == (SHARED / "mots-split" / name).read_bytes()
 
 
+def test_packaged_split_lists_have_the_published_counts() -> None:
+    """Runs everywhere (no shared data): 920 train and 235 test lines, per task as in the MOTS papers."""
+    package = Path(__file__).resolve().parents[2] / "ccq" / "resources" / "mots-split"
+    counts: dict[str, list[int]] = {name: [0, 0] for name in MOTS_COUNTS}
+    names = list(MOTS_COUNTS)  # task id order: 0Liver, 1Kidney, 2HepaticVessel ...
+    for column, filename, total in ((0, "MOTS_train.txt", 920), (1, "MOTS_test.txt", 235)):
+        lines = [line for line in (package / filename).read_text(encoding="utf-8").splitlines() if line.strip()]
+        assert len(lines) == total, filename
+        for line in lines:
+            folder = line.split()[0].split("/")[1]  # 0123456_spacing_same/<id><Task>/...
+            counts[names[int(folder[0])]][column] += 1
+    assert {name: tuple(c) for name, c in counts.items()} == MOTS_COUNTS
+
+
 def test_split_list_lines_give_case_ids() -> None:
     text = (
         "root/0Liver/imagesTr/liver_7.nii.gz  root/0Liver/labelsTr/liver_7.nii.gz\n"
@@ -239,6 +253,23 @@ def test_unknown_collection_names(tmp_path: Path) -> None:
         load_collection(tmp_path / "absent.yaml")
 
 
+def test_a_file_without_suffix_is_read_and_a_folder_refused(tmp_path: Path, monkeypatch) -> None:
+    data = small_dict()
+    (tmp_path / "mine").write_text(yaml.safe_dump(data))
+    (tmp_path / "mine_json").write_text(json.dumps(data, indent="\t"))  # tabs: JSON, not YAML
+    expected = load_collection(tmp_path / "mine").to_dict()
+    assert expected["name"] == "small"
+    assert load_collection(str(tmp_path / "mine")).to_dict() == expected
+    assert load_collection(str(tmp_path / "mine_json")).to_dict() == expected
+    (tmp_path / "folder").mkdir()
+    for given in (tmp_path / "folder", str(tmp_path / "folder")):
+        with pytest.raises(CCQError, match=r"folder: is a folder; expected a collection file \(.yaml"):
+            load_collection(given)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mots").mkdir()  # a data folder called mots does not hide the built-in collection
+    assert load_collection("mots").num_tasks == 7
+
+
 def test_task_lookup_suggests_the_closest_name(mots: Collection) -> None:
     assert mots.task("spleen").id == 6 and mots.task(2).name == "hepatic_vessel"
     assert mots.task(mots.task(0)).name == "liver"
@@ -259,9 +290,7 @@ def test_channel_targets_on_a_hand_made_label(mots: Collection) -> None:
     assert organ is None and tumor.tolist() == [[False, True, False], [False, True, False]]
     organ, tumor = mots.channel_targets(label.clip(0, 1), "spleen")
     assert tumor is None and organ.sum() == 4
-    with pytest.raises(
-        CCQError, match=r"label value\(s\) \[2\] are not among the labels of task 'spleen' \[0, 1\]"
-    ):
+    with pytest.raises(CCQError, match=r"label value\(s\) \[2\] are not among the labels of task 'spleen' \[0, 1\]"):
         mots.channel_targets(label, "spleen")
 
 
@@ -292,9 +321,7 @@ def test_hashed_split_is_deterministic_and_sized() -> None:
 
 
 def test_listed_case_missing_on_disk() -> None:
-    task = TaskSpec(
-        "t", 0, "msd", "f", {0: "bg", 1: "o"}, (1,), None, split=Split(train=("a",), test=("zz",))
-    )
+    task = TaskSpec("t", 0, "msd", "f", {0: "bg", 1: "o"}, (1,), None, split=Split(train=("a",), test=("zz",)))
     with pytest.raises(CCQError, match=r"task 't': split: 1 listed case\(s\).*'zz'"):
         task.split_cases(["a", "b"])
     assert task.split_cases(["a", "b", "zz"]) == (["a"], ["zz"])  # "b" is in neither list: unused

@@ -116,6 +116,10 @@ def test_grid_check_tolerates_float_noise_only() -> None:
         geometry.check_same_grid(shape, affine, shape, shifted, case="c1")
     with pytest.raises(CCQError, match=r"case c1: image shape \(80, 80, 30\) != label shape"):
         geometry.check_same_grid(shape, affine, (80, 80, 31), affine, case="c1")
+    singular = affine.copy()
+    singular[:3, 0] = 0  # pixdim 0 in a header
+    with pytest.raises(CCQError, match=r"case c1: image affine .* is singular; expected an invertible"):
+        geometry.check_same_grid(shape, singular, shape, singular, case="c1")
 
 
 def test_load_nifti_refuses_bad_files(tmp_path) -> None:

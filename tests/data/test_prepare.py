@@ -22,6 +22,7 @@ PRE = PreprocessingConfig(spacing=(3.0, 2.0, 2.0), patch_size=(16, 32, 32))
 MSD_AFFINE = np.array([[-1.5, 0, 0, 40], [0, -1.5, 0, 30], [0, 0, 3.0, -20], [0, 0, 0, 1.0]])
 # KiTS19 headers: slices on the first voxel axis, pointing inferior.
 KITS_AFFINE = np.array([[0, 0, -1.5, 40], [0, -1.5, 0, 30], [-3.0, 0, 0, 20], [0, 0, 0, 1.0]])
+DEAD_PID = 2**22 + 12345  # above the default pid_max, so no such process
 MANIFEST_KEYS = {
     "id",
     "task",
@@ -142,8 +143,8 @@ def test_second_run_skips_and_leftover_temporary_is_not_a_case(tmp_path: Path) -
     assert len(prepare_collection(collection(), tmp_path / "raw", out, PRE).done) == 3
     # Simulate an interrupted run: org_2 never got renamed into place, a half-written temporary remains.
     case_dir = out / cache.case_relpath("organ", "org_2")
-    os.rename(case_dir, case_dir.parent / ".org_2.tmp-999-deadbeef")
-    (case_dir.parent / ".org_2.tmp-999-deadbeef" / "meta.json").unlink()
+    os.rename(case_dir, case_dir.parent / f".org_2.tmp-{DEAD_PID}-deadbeef")
+    (case_dir.parent / f".org_2.tmp-{DEAD_PID}-deadbeef" / "meta.json").unlink()
     data = PreparedDataset(out)  # the old manifest still lists it, but the next run must redo it
     assert len(data) == 3
     summary = prepare_collection(collection(), tmp_path / "raw", out, PRE)
@@ -235,6 +236,68 @@ def test_missing_dataset_folder_names_the_task(tmp_path: Path) -> None:
     assert stored["tasks"][1]["folder"] == "KiTS-2019 download"
     with pytest.raises(CCQError, match="no task 'kidd'; did you mean 'kid'"):
         prepare_collection(collection(), tmp_path / "raw", tmp_path / "out3", PRE, folders={"kidd": "x"})
+
+
+def test_temporaries_of_a_running_prepare_are_kept(tmp_path: Path) -> None:
+    """Two `ccq prepare` runs on one OUT: the second must not delete what the first is writing."""
+    case_parent = tmp_path / "cases" / "organ"
+    case_parent.mkdir(parents=True)
+    live, dead, mine = os.getppid(), DEAD_PID, os.getpid()  # our parent runs; our own pid wrote nothing yet
+    for pid in (live, dead, mine):
+        (case_parent / f".org_1.tmp-{pid}-0123abcd").mkdir()
+        (tmp_path / f".manifest.json.tmp-{pid}-0123abcd").write_text("{")
+    (tmp_path / ".manifest.json.tmp-0123abcd").write_text("{")  # an older ccq's name, without a pid
+    assert cache.remove_temporaries(tmp_path) == 5
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [f".manifest.json.tmp-{live}-0123abcd"]
+    assert [p.name for p in case_parent.iterdir()] == [f".org_1.tmp-{live}-0123abcd"]
+    # What this version writes carries the writer's pid.
+    cache.write_json_atomic(tmp_path / "x.json", {"score": float("nan")})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"score": None}
+
+
+def _job(task_name: str, image, label, case_id: str = "c1"):
+    from ccq.data.prepare_run import _Job
+
+    return _Job(collection().task(task_name), case_id, "train", image, label)
+
+
+def test_job_errors_name_the_case_and_os_errors_are_one_line(tmp_path: Path) -> None:
+    from ccq.data.prepare_run import _run_job
+
+    image, label = _volume(0, (24, 24, 10))
+    singular = np.zeros((4, 4))
+    # to_canonical knows no case: the runner adds it.
+    status, message = _run_job(_job("organ", (image, singular), None), tmp_path / "out", PRE)
+    assert status == "failed" and message.startswith("case organ/c1: to_canonical: affine")
+    (tmp_path / "file").write_text("not a folder")
+    status, message = _run_job(_job("organ", (image, MSD_AFFINE), (label, MSD_AFFINE)), tmp_path / "file", PRE)
+    assert status == "failed" and message.startswith(f"case organ/c1: {tmp_path / 'file'}") and "\n" not in message
+    # Messages that already name the case are kept as they are.
+    status, message = _run_job(_job("organ", (image, MSD_AFFINE), (label, MSD_AFFINE[:, ::-1])), tmp_path, PRE)
+    assert status == "failed" and message.startswith("case c1: image and label affines differ")
+
+
+def test_unwritable_output_is_a_listed_failure(tmp_path: Path) -> None:
+    make_msd(tmp_path / "raw", "Task01_Organ", ["org_1"])
+    make_kits(tmp_path / "raw", "kits19/data", n_labeled=1, n_unlabeled=0)
+    out = tmp_path / "out"
+    (out / "cases").mkdir(parents=True)
+    (out / "cases" / "organ").write_text("a file where the task folder goes")  # as a full or read-only disk
+    with pytest.raises(CCQError, match=r"^case organ/org_1: .*cases/organ: File exists$"):
+        prepare_collection(collection(), tmp_path / "raw", out, PRE)
+    summary = prepare_collection(collection(), tmp_path / "raw", out, PRE, keep_going=True)
+    assert summary.done == ["kid/case_00000"] and [c for c, _ in summary.failed] == ["organ/org_1"]
+    assert "FAILED organ/org_1: case organ/org_1: " in summary.report()
+
+
+def test_bad_preprocessing_json_names_the_file(tmp_path: Path) -> None:
+    make_msd(tmp_path / "raw", "Task01_Organ", ["org_1"])
+    make_kits(tmp_path / "raw", "kits19/data", n_labeled=1, n_unlabeled=0)
+    out = tmp_path / "out"
+    assert prepare_collection(collection(), tmp_path / "raw", out, PRE).ok
+    (out / "preprocessing.json").write_text(json.dumps({**PRE.to_dict(), "spacing": 3.0}))
+    with pytest.raises(CCQError, match=rf"^{out / 'preprocessing.json'}: preprocessing: spacing=3.0: expected"):
+        PreparedDataset(out)
 
 
 def _real_data() -> Path | None:

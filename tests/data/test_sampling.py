@@ -17,6 +17,7 @@ from ccq.data.loader import PatchLoader
 from ccq.data.prepare import prepare_case
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.data.sampling import PatchSampler, SamplingConfig
+from ccq.errors import CCQError
 
 PATCH = (16, 32, 32)
 PRE = PreprocessingConfig(spacing=(1.5, 0.8, 0.8), patch_size=PATCH)
@@ -187,6 +188,21 @@ def test_config_json_round_trip() -> None:
     assert not config.without_augmentation().augmentation.enabled
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"foreground_fraction": "x"}, r"sampling: foreground_fraction='x': expected a number"),
+        ({"bbox_margin": 2.5}, r"sampling: bbox_margin=2.5: expected an integer"),
+        ({"augmentation": 5}, r"sampling.augmentation=5: expected a mapping of augmentation fields"),
+        ({"augmentation": {"noise_p": [0.1]}}, r"augmentation: noise_p=\[0.1\]: expected a number"),
+        ([1, 2], r"sampling: expected a mapping of fields, got list"),
+    ],
+)
+def test_wrongly_typed_values_are_named(data, message) -> None:
+    with pytest.raises(CCQError, match=message):
+        SamplingConfig.from_dict(data)
+
+
 def test_scaled_and_flipped_samples_stay_aligned(prepared: PreparedDataset) -> None:
     spatial_only = AugmentationConfig(
         scale_p=1.0, flip_p=1.0, noise_p=0, blur_p=0, brightness_p=0, contrast_p=0, lowres_p=0, gamma_p=0
@@ -206,3 +222,13 @@ def test_scaled_and_flipped_samples_stay_aligned(prepared: PreparedDataset) -> N
         assert np.allclose(np.argwhere(bright).mean(0), np.argwhere(organ).mean(0), atol=0.75)
         checked += 1
     assert checked >= 5
+
+
+def test_closing_the_loader_stops_its_workers(prepared: PreparedDataset) -> None:
+    import multiprocessing
+
+    batches = iter(PatchLoader(PatchSampler(prepared, PATCH, NO_AUG, seed=2), 1, num_workers=1))
+    next(batches)
+    assert multiprocessing.active_children()
+    batches.close()  # what the trainer does in a `finally`, e.g. after an error
+    assert not multiprocessing.active_children()

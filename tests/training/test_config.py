@@ -15,7 +15,13 @@ from ccq.training.schedule import PolySchedule, poly_lr
 def test_official_preset_is_the_paper_recipe() -> None:
     c = get_train_preset("official")
     assert (c.model, c.iterations, c.batch_size, c.lr, c.momentum, c.nesterov, c.weight_decay) == (
-        "official", 150_000, 2, 0.01, 0.99, True, 0.0
+        "official",
+        150_000,
+        2,
+        0.01,
+        0.99,
+        True,
+        0.0,
     )
     assert (c.poly_power, c.lr_step, c.epoch_iterations) == (0.9, "epoch", 60)
     assert c.sampling.foreground_fraction == 0.8 and c.sampling.augmentation.flip_p == 0.5
@@ -72,3 +78,37 @@ def test_poly_schedule() -> None:
     per_epoch = PolySchedule(0.01, 150, 0.9, "epoch", epoch_iterations=60)  # 3 epochs (the last one short)
     assert per_epoch(0) == per_epoch(59) == 0.01
     assert per_epoch(60) == pytest.approx(0.01 * (2 / 3) ** 0.9) and per_epoch(149) == per_epoch(120)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("iterations: '5'\n", r"train config: iterations='5': expected an integer"),
+        ("lr: [0.1]\n", r"train config: lr=\[0.1\]: expected a number"),
+        ("grad_clip: 'off'\n", r"train config: grad_clip='off': expected a number or null"),
+        ("sampling: {foreground_fraction: x}\n", r"sampling: foreground_fraction='x': expected a number"),
+        ("sampling: {augmentation: {scale_range: 2}}\n", r"augmentation: scale_range=2: expected a list of 2"),
+        ("sampling: 5\n", r"train config: sampling=5: expected a mapping of sampling fields"),
+        ("model_overrides: [dim, 64]\n", r"model_overrides=\['dim', 64\]: expected a mapping of ModelConfig"),
+        ("- 1\n- 2\n", r"train config: expected a mapping of fields, got list"),
+    ],
+)
+def test_wrongly_typed_values_in_a_file_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(CCQError, match=message) as info:
+        load_train_config(path, get_train_preset("demo"))
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_tasks": 3}, r"model_overrides.num_tasks=3: not allowed; num_tasks comes from the prepared data"),
+        ({"widht": 3}, r"model_overrides: unknown ModelConfig field\(s\) \['widht'\]"),
+    ],
+)
+def test_model_overrides_only_take_model_fields_the_data_does_not_decide(overrides, message) -> None:
+    with pytest.raises(CCQError, match=message):
+        get_train_preset("demo").replace(model_overrides=overrides)
+    assert get_train_preset("demo").replace(model_overrides={"dim": 64}).model_overrides == {"dim": 64}

@@ -45,3 +45,11 @@ def test_train_cli_names_a_bad_config(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0 and "learning_rate" in str(result.exception)
     assert str(settings) in str(result.exception)
+
+
+def test_train_cli_refuses_a_used_run_folder_before_reading_anything(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    args = ["train", "--preset", "demo", "--data", str(tmp_path / "not-prepared"), "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(_app(), args)
+    assert isinstance(result.exception, CCQError) and "the folder is not empty" in str(result.exception)

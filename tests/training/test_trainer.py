@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 from pathlib import Path
@@ -56,6 +57,41 @@ def test_trainer_refuses_a_used_run_folder(tiny_prepared: Path, tiny_config, tmp
     with pytest.raises(CCQError, match="not empty"):
         Trainer(tiny_config, tiny_prepared, tmp_path, progress=False).fit()
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_run_folder_is_checked_before_the_data_and_the_model(tiny_config, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CCQError, match="not empty"):  # not "no manifest.json": the folder is checked first
+        Trainer(tiny_config, tmp_path / "no-such-data", tmp_path, progress=False)
+    with pytest.raises(CCQError, match="exists and is not a folder"):
+        Trainer(tiny_config, tmp_path / "no-such-data", tmp_path / "notes.txt", progress=False)
+
+
+def test_wrongly_typed_model_override_is_one_line(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    with pytest.raises(CCQError, match="model") as info:
+        Trainer(tiny_config.replace(model_overrides={"dim": "wide"}), tiny_prepared, tmp_path / "r", progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "r").exists()
+
+
+def test_an_error_in_training_closes_the_loader(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config, tiny_prepared, tmp_path / "run", progress=False, echo=lambda _: None)
+    streams = []
+    loader_iter = type(trainer.loader).__iter__
+
+    class Spy(type(trainer.loader)):
+        def __iter__(self):
+            streams.append(loader_iter(self))
+            return streams[-1]
+
+    trainer.loader.__class__ = Spy
+
+    def fail(batch, lr):
+        raise RuntimeError("boom")
+
+    trainer._step = fail
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit()
+    assert len(streams) == 1 and inspect.getgeneratorstate(streams[0]) == inspect.GEN_CLOSED
 
 
 def test_non_finite_loss_stops_naming_iteration_and_task(tiny_prepared: Path, tiny_config, tmp_path) -> None:

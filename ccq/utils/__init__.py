@@ -1,0 +1,1 @@
+"""Small helpers shared across ccq: atomic files and strict JSON (`fs`), devices (`device`), config fields."""

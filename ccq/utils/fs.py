@@ -1,0 +1,112 @@
+"""File-system helpers shared by every writer: strict JSON, atomic replacement, temporaries named by their pid.
+
+A file is written under a hidden temporary sibling and renamed into place (``os.replace`` is atomic on one
+file system), so a file with its final name is always complete. Temporary names carry the writer's pid, so a
+cleanup can tell the leftovers of a killed process from the live temporaries of a concurrent one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+TMP_MARK = ".tmp-"
+_TMP_RE = re.compile(r"\.tmp-(\d+)-[0-9a-f]+")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def temporary_path(path: str | os.PathLike[str], *, keep_suffix: bool = False) -> Path:
+    """A hidden sibling of ``path`` named ``.NAME.tmp-PID-RANDOM`` (in the same folder, so a rename is atomic).
+
+    ``keep_suffix``: ``.tmp-PID-RANDOM.NAME`` instead, which still ends like ``path`` (nibabel picks the file
+    format from the end of the name).
+    """
+    path = Path(path)
+    tag = f"{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    return path.with_name(f"{tag}.{path.name}" if keep_suffix else f".{path.name}{tag}")
+
+
+def temporary_owner(name: str) -> int | None:
+    """The pid in a name made by `temporary_path`; None for a name without one."""
+    match = _TMP_RE.search(name)
+    return int(match.group(1)) if match else None
+
+
+def jsonable(value: Any, where: str = "value") -> Any:
+    """``value`` as strict JSON data: tuples become lists, numpy / 0-d tensor scalars numbers, paths strings, and
+    non-finite floats null (``json`` would write ``NaN``, which is not JSON; a NaN score must not fail a run).
+
+    Raises TypeError naming ``where`` (e.g. ``extra['bad']``) for anything else.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return jsonable(item(), where)
+    raise TypeError(f"{where} is a {type(value).__name__}; expected JSON data")
+
+
+def json_text(data: Any, *, indent: int | None = 2, where: str = "value") -> str:
+    """Strict JSON text of ``data`` (see `jsonable`), ending in a newline when indented."""
+    text = json.dumps(jsonable(data, where), indent=indent, allow_nan=False)
+    return text + "\n" if indent is not None else text
+
+
+def replace_atomically(
+    path: str | os.PathLike[str], write: Callable[[Path], object], *, keep_suffix: bool = False
+) -> Path:
+    """``write(tmp)`` a temporary sibling, flush it to disk, then rename it over ``path``; returns ``path``.
+
+    On any failure the temporary is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = temporary_path(path, keep_suffix=keep_suffix)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically (see `replace_atomically`)."""
+    return replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int = 2) -> Path:
+    """Write strict JSON (NaN -> null, see `jsonable`) atomically; the text is built before the disk is touched."""
+    return write_text_atomic(path, json_text(data, indent=indent, where=Path(path).name))
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an OSError: ``FILE: reason`` (e.g. ``/out/x.json: No space left on device``)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    return f"{err.filename}: {reason}" if err.filename is not None else reason
