@@ -82,7 +82,34 @@ class PreHead(nn.Sequential):
         return apply_norm_act_conv(x, self[0], self[2], self.slope)
 
 
-class DynamicHead(nn.Module):
+class _HeadBase(nn.Module):
+    """What both dynamic heads share: the controllers' input [GAP(F); one-hot task] and the pre-head conv."""
+
+    def __init__(
+        self,
+        feature_channels: int,
+        decoder_channels: int,
+        channels: int,
+        norm_groups: int,
+        activation: Activation,
+        negative_slope: float,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.activation, self.negative_slope = activation, negative_slope
+        self.conditioning = _Conditioning(feature_channels, norm_groups)
+        self.pre = PreHead(decoder_channels, channels, norm_groups, activation, negative_slope)
+
+    def condition(self, feature: torch.Tensor, task_onehot: torch.Tensor) -> torch.Tensor:
+        """feature F: [B, C, d, h, w]; task_onehot: [G*B, K] group-major -> controller input [G*B, C + K]."""
+        groups = task_onehot.shape[0] // feature.shape[0]
+        return torch.cat([self.conditioning(feature).repeat(groups, 1), task_onehot], dim=1)
+
+    def convolve(self, pre: torch.Tensor, params: torch.Tensor, out_channels: int) -> torch.Tensor:
+        return apply_dynamic_convs(pre, params, self.channels, out_channels, self.activation, self.negative_slope)
+
+
+class DynamicHead(_HeadBase):
     """DoDNet's head: one controller gives all the parameters of convs channels -> channels -> channels -> out."""
 
     def __init__(
@@ -96,27 +123,23 @@ class DynamicHead(nn.Module):
         activation: Activation = "relu",
         negative_slope: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.channels, self.out_channels = channels, out_channels
-        self.activation, self.negative_slope = activation, negative_slope
-        self.conditioning = _Conditioning(feature_channels, norm_groups)
-        self.pre = PreHead(decoder_channels, channels, norm_groups, activation, negative_slope)
+        super().__init__(feature_channels, decoder_channels, channels, norm_groups, activation, negative_slope)
+        self.out_channels = out_channels
         w, b = dynamic_param_sizes(channels, out_channels)
         self.controller = nn.Linear(feature_channels + num_tasks, sum(w) + sum(b))
 
     def forward(self, decoded: torch.Tensor, feature: torch.Tensor, task_onehot: torch.Tensor) -> torch.Tensor:
         """decoded: [B, C_dec, D, H, W] (task-independent); feature F: [B, C, d, h, w]; task_onehot: [G*B, K]
         (group-major) -> logits [G*B, out_channels, D, H, W]."""
-        groups = task_onehot.shape[0] // feature.shape[0]
-        cond = torch.cat([self.conditioning(feature).repeat(groups, 1), task_onehot], dim=1)
-        params = self.controller(cond)
+        params = self.controller(self.condition(feature, task_onehot))
         pre = self.pre(decoded)
+        groups = task_onehot.shape[0] // feature.shape[0]
         if groups > 1:
             pre = pre.repeat(groups, 1, 1, 1, 1)
-        return apply_dynamic_convs(pre, params, self.channels, self.out_channels, self.activation, self.negative_slope)
+        return self.convolve(pre, params, self.out_channels)
 
 
-class BranchedDynamicHead(nn.Module):
+class BranchedDynamicHead(_HeadBase):
     """The official CCQ head: organ and tumor branches share the weights of all three convs and the first bias
     (a shared controller) and differ only in their last two biases (one small controller per branch)."""
 
@@ -131,11 +154,7 @@ class BranchedDynamicHead(nn.Module):
         activation: Activation = "leaky_relu",
         negative_slope: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.channels = channels
-        self.activation, self.negative_slope = activation, negative_slope
-        self.conditioning = _Conditioning(feature_channels, norm_groups)
-        self.pre = PreHead(decoder_channels, channels, norm_groups, activation, negative_slope)
+        super().__init__(feature_channels, decoder_channels, channels, norm_groups, activation, negative_slope)
         w, b = dynamic_param_sizes(channels, 1)
         self.branch_size = b[1] + b[2]
         self.controller = nn.Linear(feature_channels + num_tasks, sum(w) + b[0])
@@ -153,11 +172,9 @@ class BranchedDynamicHead(nn.Module):
         """decoded: [G*B, C_dec, D, H, W]; feature F: [B, C, d, h, w]; task_onehot: [G*B, K] group-major;
         branch_of_group: the branch (0 organ, 1 tumor) of each of the G groups -> logits [G*B, 1, D, H, W]."""
         b = feature.shape[0]
-        groups = len(branch_of_group)
-        cond = torch.cat([self.conditioning(feature).repeat(groups, 1), task_onehot], dim=1)
-        shared = self.controller(cond)
+        cond = self.condition(feature, task_onehot)
         specific = torch.cat(
             [self.branch_controllers[br](cond[g * b : (g + 1) * b]) for g, br in enumerate(branch_of_group)]
         )
-        params = torch.cat([shared, specific], dim=1)
-        return apply_dynamic_convs(self.pre(decoded), params, self.channels, 1, self.activation, self.negative_slope)
+        params = torch.cat([self.controller(cond), specific], dim=1)
+        return self.convolve(self.pre(decoded), params, 1)
