@@ -94,12 +94,7 @@ def _claim_out_dir(out: Path, entries: Sequence[str]) -> None:
                 "(nothing in it was changed)"
             )
         # Only names that both the earlier marker lists and a demo writes: anything else stays.
-        for name in sorted(set(previous) & set(_entries("dodnet"))):
-            path = out / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
+        fs.remove_entries(out, set(previous) & set(_entries("dodnet")))
     out.mkdir(parents=True, exist_ok=True)
     fs.write_json_atomic(out / MARKER, {"generator": "ccq demo", "entries": list(entries)})
 

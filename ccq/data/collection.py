@@ -323,16 +323,21 @@ class Collection:
         folder = Path(spec.folder).expanduser()
         if folder.is_absolute():
             return folder
+        return self.raw_root(raw_root) / folder
+
+    def raw_root(self, raw_root: str | Path | None = None) -> Path:
+        """The folder that holds the datasets: ``raw_root`` if given, else the collection's ``root`` (relative to
+        the collection file)."""
         if raw_root is not None:
-            return Path(raw_root).expanduser() / folder
+            return Path(raw_root).expanduser()
         if self.root is None:
-            raise CCQError(f"collection {self.name!r} sets no root: give the folder that holds {spec.folder}")
+            raise CCQError(f"collection {self.name!r} sets no root (the folder of its datasets): give it with --raw")
         root = Path(self.root).expanduser()
         if not root.is_absolute():
             if self.source is None:
                 raise CCQError(f"collection {self.name!r}: root {self.root!r} is relative but no file is known")
             root = self.source.parent / root
-        return root / folder
+        return root
 
     def to_dict(self) -> dict[str, Any]:
         return {

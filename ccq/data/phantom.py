@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 from ccq.data.collection import Collection, Split, TaskSpec, load_collection
 from ccq.data.phantom_anatomy import ANATOMY, PhantomCase, check_geometry, make_case
 from ccq.errors import CCQError
+from ccq.utils import fs
 
 ALL_TASKS = ("liver", "kidney", "hepatic_vessel", "pancreas", "colon", "lung", "spleen")
 """Every task the phantom can make, in MOTS order."""
@@ -74,9 +74,7 @@ def check_task_names(tasks: Sequence[str]) -> tuple[str, ...]:
     """The task names, validated: known, distinct, at least one."""
     tasks = tuple(t.strip() for t in tasks)
     if not tasks or any(not t for t in tasks):
-        raise CCQError(
-            f"phantom: expected one or more task names from {', '.join(ALL_TASKS)}, got {list(tasks)}"
-        )
+        raise CCQError(f"phantom: expected one or more task names from {', '.join(ALL_TASKS)}, got {list(tasks)}")
     for task in tasks:
         if task not in ALL_TASKS:
             close = difflib.get_close_matches(task, ALL_TASKS, n=1, cutoff=0.5)
@@ -151,9 +149,7 @@ def _dataset_json(task: TaskSpec, case_ids: Sequence[str], naming: str) -> dict:
         "labels": {str(value): name for value, name in sorted(task.labels.items())},
         "numTraining": len(case_ids),
         "numTest": 0,
-        "training": [
-            {"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids
-        ],
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
         "test": [],
     }
 
@@ -170,9 +166,7 @@ def _previous_entries(out_dir: Path) -> set[str]:
         entries = None
     if not isinstance(entries, list):
         return set()  # not our marker: everything in the folder counts as the user's
-    plain = {
-        e for e in entries if isinstance(e, str) and e not in ("", ".", "..") and not set(e) & set("/\\")
-    }
+    plain = {e for e in entries if isinstance(e, str) and e not in ("", ".", "..") and not set(e) & set("/\\")}
     return plain | {MARKER_FILE}
 
 
@@ -193,12 +187,7 @@ def _prepare_out_dir(out_dir: Path, entries: Sequence[str], overwrite: bool) -> 
                 f"phantom: {out_dir / foreign[0]} exists and was not written by ccq phantom; "
                 "refusing to replace it (move it away or choose another folder)"
             )
-        for name in sorted(previous):
-            path = out_dir / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
+        fs.remove_entries(out_dir, previous)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -264,9 +253,7 @@ def generate_collection(
         dataset = _dataset_json(spec, case_ids, naming)
         (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n", encoding="utf-8")
         n_train = cases_per_task - test_cases_per_task
-        specs.append(
-            dataclasses.replace(spec, split=Split(train=case_ids[:n_train], test=case_ids[n_train:]))
-        )
+        specs.append(dataclasses.replace(spec, split=Split(train=case_ids[:n_train], test=case_ids[n_train:])))
 
     collection = Collection(
         name="phantom",

@@ -249,19 +249,6 @@ def _execute(
         bar.close()
 
 
-def _raw_root(collection: Collection, raw_root: str | Path | None) -> Path:
-    if raw_root is not None:
-        return Path(raw_root).expanduser().resolve()
-    if collection.root is None:
-        raise CCQError(f"collection {collection.name!r} names no data folder (root): give it with --raw")
-    root = Path(collection.root).expanduser()
-    if not root.is_absolute():
-        if collection.source is None:
-            raise CCQError(f"collection {collection.name!r}: relative root {root} and no file: give --raw")
-        root = collection.source.parent / root
-    return root.resolve()
-
-
 def prepare_collection(
     collection: Collection,
     raw_root: str | Path | None,
@@ -280,7 +267,7 @@ def prepare_collection(
     the summary. Either way ``out_dir/manifest.json`` lists every finished case of the collection.
     """
     out_dir = Path(out_dir).expanduser()
-    raw_root = _raw_root(collection, raw_root)
+    raw_root = collection.raw_root(raw_root).resolve()
     if not raw_root.is_dir():
         raise CCQError(f"--raw {raw_root}: no such folder; expected the folder holding the datasets")
     if workers < 1:

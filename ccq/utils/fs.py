@@ -12,6 +12,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,13 @@ def os_error_message(err: OSError) -> str:
     """One line for an OSError: ``FILE: reason`` (e.g. ``/out/x.json: No space left on device``)."""
     reason = err.strerror or str(err) or type(err).__name__
     return f"{err.filename}: {reason}" if err.filename is not None else reason
+
+
+def remove_entries(folder: Path, names: list[str] | set[str]) -> None:
+    """Delete the named files and folders of `folder` (a symbolic link is removed, never followed)."""
+    for name in sorted(names):
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
