@@ -3,60 +3,147 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+_RESUME_HELP = "Continue the run in --out from its last/ checkpoint (exactly: optimizer, RNG and data position)."
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE read as YAML: 0.5, true, [1, 2], null) into a nested mapping; ``a.b=1``
+    sets field b of the section a (e.g. sampling.foreground_fraction=0.5, model_overrides.dim=128)."""
+    import yaml
+
+    from ccq.errors import CCQError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise CCQError(f"--set {item!r}: expected KEY=VALUE, e.g. --set batch_size=4")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise CCQError(f"--set {item!r}: the value {text!r} is not valid YAML") from None
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise CCQError(f"--set {item!r}: {part} was already given a value")
+        node[leaf] = value
+    return out
+
 
 def train(
-    data: Annotated[
-        Path, typer.Option("--data", help="Prepared folder (written by `ccq prepare`).", show_default=False)
-    ],
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Run folder to create (new or empty).", show_default=False),
+        typer.Option("--out", "-o", help="Run folder to create (new or empty), or to continue with --resume.",
+                     show_default=False),
     ],
-    preset: Annotated[str, typer.Option("--preset", help="Training preset: official or demo.")] = "official",
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Prepared folder (written by `ccq prepare`); with --resume, default: the "
+                     "run's recorded one.", show_default=False),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="Training preset: official or demo [default: official].",
+                                 show_default=False)
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="JSON/YAML file of training settings applied over the preset "
                      "(a run's config.json works too).", show_default=False),
     ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
     iterations: Annotated[
-        int | None,
-        typer.Option("--iterations", min=1, help="Override the iteration count.", show_default=False),
+        int | None, typer.Option("--iterations", min=1, help="Iteration count.", show_default=False)
     ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", min=0, help="Override the seed.", show_default=False)
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Patches per step and process.", show_default=False)
     ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Base learning rate.", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Base seed.", show_default=False)] = None,
     device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda or auto (default: the preset's).", show_default=False)
+    ] = None,
+    precision: Annotated[
         str | None,
-        typer.Option("--device", help="cpu, cuda or auto (default: the preset's).", show_default=False),
+        typer.Option("--precision", help="auto (bf16 on CUDA, else fp32), fp32, bf16 or fp16 (CUDA).",
+                     show_default=False),
+    ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--no-channels-last", help="channels_last_3d memory layout.", show_default=False),
+    ] = None,
+    compile_model: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.", show_default=False)
+    ] = None,
+    activation_checkpointing: Annotated[
+        bool | None,
+        typer.Option("--activation-checkpointing/--no-activation-checkpointing",
+                     help="Recompute encoder/decoder activations in backward (less memory, slower).",
+                     show_default=False),
+    ] = None,
+    num_workers: Annotated[
+        int | None, typer.Option("--num-workers", min=0, help="Data loader processes.", show_default=False)
+    ] = None,
+    set_fields: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any training setting, KEY=VALUE (repeatable; a.b=VALUE for nested ones, "
+                     "e.g. sampling.foreground_fraction=0.5).", show_default=False),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Train CCQ on a prepared collection: SGD with poly decay, validation Dice on held-out training cases.
+    """Train CCQ on a prepared collection: partial-label Dice + BCE, poly learning rate, validation Dice on
+    held-out training cases.
 
-    Writes OUT/config.json (the resolved configuration), OUT/log.jsonl, and the checkpoints OUT/last/ and
-    OUT/best/ (use either with `ccq predict --model`).
+    Writes OUT/config.json (the resolved configuration), OUT/log.jsonl, OUT/curves.png, and the checkpoints
+    OUT/last/ and OUT/best/ (use either with `ccq predict --model`). Several GPUs or nodes: start it with
+    torchrun, e.g. `torchrun --nproc_per_node 4 -m ccq train ...`. Ctrl-C or SIGTERM saves OUT/last/ and exits
+    (code 130 / 143); `--resume` continues it.
     """
-    from ccq.training.config import get_train_preset, load_train_config
-    from ccq.training.trainer import Trainer
+    from ccq.errors import CCQError
+    from ccq.training.config import TrainConfig, get_train_preset, load_train_config
+    from ccq.training.resume import read_run_record, resumed_config
+    from ccq.training.trainer import Trainer, TrainingInterrupted
 
-    resolved = get_train_preset(preset)
-    if config is not None:
-        resolved = load_train_config(config, resolved)
-    given = (("iterations", iterations), ("seed", seed), ("device", device))
-    changes = {k: v for k, v in given if v is not None}
-    if changes:
-        resolved = resolved.replace(**changes)
-    trainer = Trainer(resolved, data, out, progress=progress, echo=typer.echo)
-    typer.echo(
-        f"training {trainer.model_config.arch} (model preset {resolved.model!r}) for {resolved.iterations} "
-        f"iterations on {trainer.device}: {len(trainer.split.train)} training cases, "
-        f"{len(trainer.split.val)} held out for validation -> {out}"
-    )
-    result = trainer.fit()
+    given = {
+        "iterations": iterations, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+        "precision": precision, "channels_last": channels_last, "compile": compile_model,
+        "activation_checkpointing": activation_checkpointing, "num_workers": num_workers,
+    }  # fmt: skip
+    changes: dict[str, Any] = {**_parse_set(set_fields or []), **{k: v for k, v in given.items() if v is not None}}
+    if resume:
+        if preset is not None or config is not None:
+            raise CCQError("--resume: the run's recorded configuration is used; drop --preset / --config")
+        record = read_run_record(out)
+        resolved = resumed_config(record, changes)
+        data = data if data is not None else Path(record["data"])
+    else:
+        if data is None:
+            raise CCQError("--data: missing; give the prepared folder written by `ccq prepare`")
+        base = get_train_preset(preset or "official")
+        resolved = load_train_config(config, base) if config is not None else base
+        if changes:
+            resolved = TrainConfig.from_dict(changes, base=resolved)
+    trainer = Trainer(resolved, data, out, progress=progress, echo=typer.echo, resume=resume)
+    if trainer.dist.is_main:
+        ranks = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
+        typer.echo(
+            f"training {trainer.model_config.arch} (model preset {resolved.model!r}) for {resolved.iterations} "
+            f"iterations on {trainer.device}{ranks} ({trainer.precision.name}): {len(trainer.split.train)} "
+            f"training cases, {len(trainer.split.val)} held out for validation -> {out}"
+        )
+    try:
+        result = trainer.fit()
+    except TrainingInterrupted as stop:
+        if trainer.dist.is_main:
+            typer.echo(str(stop), err=True)
+        raise typer.Exit(code=128 + stop.signum) from None
+    if not trainer.dist.is_main:
+        return
     state = result.state
     minutes = state.seconds / 60
     typer.echo(f"done: {state.iteration} iterations in {minutes:.1f} min; last checkpoint {result.last}")

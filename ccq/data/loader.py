@@ -118,7 +118,11 @@ class PatchLoader:
         if self.num_workers > 0:
             # torch's default start method (fork on Linux): workers only run numpy/scipy and CPU torch ops.
             extra = {"prefetch_factor": self.prefetch_factor}
-        loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory, **extra)
+        # Its own generator: a DataLoader iterator otherwise draws its base seed from torch's global RNG, which
+        # would shift the trainer's dropout stream between a run and its exact resume. (Our samples do not use
+        # the workers' seeds: each is a function of (seed, rank, index).)
+        loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                            generator=torch.Generator(), **extra)  # fmt: skip
         batches = iter(loader)
         try:
             for batch in batches:

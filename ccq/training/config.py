@@ -21,6 +21,7 @@ from ccq.models.config import ModelConfig
 from ccq.utils.config import from_fields
 
 LR_STEPS = ("epoch", "iteration")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 FROM_DATA = ("num_tasks",)
@@ -54,6 +55,17 @@ class TrainConfig:
     epoch_iterations: int = 60
     grad_clip: float | None = None
     """Clip the gradient norm to this value; None (official) = no clipping."""
+    max_nonfinite_skips: int = 0
+    """Steps with a NaN/inf loss that may be skipped (no update) before the run stops; 0 = stop at the first."""
+
+    precision: str = "auto"
+    """"auto" = bf16 autocast on a CUDA device that supports it, else fp32; "fp16" (CUDA) uses a grad scaler."""
+    channels_last: bool = False
+    """Keep activations in channels_last_3d memory layout (faster 3D convolutions on most hardware)."""
+    compile: bool = False
+    """Compile the model with `torch.compile` (slow first iterations, faster later ones on a GPU)."""
+    activation_checkpointing: bool = False
+    """Recompute encoder stages and decoder blocks in backward instead of storing their activations."""
 
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     num_workers: int = 2
@@ -71,6 +83,10 @@ class TrainConfig:
     """Windows per forward pass during validation."""
     save_every: int = 1500
     """Write last/ every this many iterations (and at the end)."""
+    keep_last: int = 0
+    """Also keep this many earlier snapshots as RUN/checkpoints/iteration_NNNNNNN/ (0 = only last/ and best/)."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars to RUN/tensorboard/ when the `tensorboard` package is installed."""
     log_every: int = 10
     """One log.jsonl line (means over the interval) every this many iterations."""
 
@@ -102,6 +118,9 @@ class TrainConfig:
             ("lr_step", self.lr_step in LR_STEPS, f"one of {LR_STEPS}"),
             ("epoch_iterations", self.epoch_iterations >= 1, "a positive integer"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "null or a positive number"),
+            ("max_nonfinite_skips", self.max_nonfinite_skips >= 0, "0 or more"),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            ("keep_last", self.keep_last >= 0, "0 or more"),
             ("num_workers", self.num_workers >= 0, "0 or more"),
             ("val_fraction", 0 <= self.val_fraction < 1, "a fraction in [0, 1)"),
             ("val_max_per_task", self.val_max_per_task is None or self.val_max_per_task >= 0,
@@ -171,7 +190,7 @@ def _merge_sampling(base: SamplingConfig, changes: Mapping[str, Any]) -> Samplin
 _DEMO_AUGMENTATION = AugmentationConfig(flip_p=0.0, blur_p=0.0, lowres_p=0.0, scale_range=(0.85, 1.15))
 
 PRESETS: dict[str, TrainConfig] = {
-    "official": TrainConfig(),
+    "official": TrainConfig(keep_last=2),
     "demo": TrainConfig(
         preset="demo",
         model="demo",

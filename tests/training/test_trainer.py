@@ -85,7 +85,7 @@ def test_an_error_in_training_closes_the_loader(tiny_prepared: Path, tiny_config
 
     trainer.loader.__class__ = Spy
 
-    def fail(batch, lr):
+    def fail(batch, lr, stop):
         raise RuntimeError("boom")
 
     trainer._step = fail
@@ -110,7 +110,7 @@ def test_same_seed_same_first_step(tiny_prepared: Path, tiny_config, tmp_path: P
     losses = []
     for i in range(2):
         trainer = Trainer(tiny_config.replace(seed=3), tiny_prepared, tmp_path / f"r{i}", progress=False)
-        losses.append(trainer._step(next(iter(trainer.loader)), 0.01))
+        losses.append(trainer._step(next(iter(trainer.loader)), 0.01, False))
     assert losses[0] == losses[1]
 
 
