@@ -23,13 +23,14 @@ app = typer.Typer(
 
 def _register() -> None:
     # The order here is the order of `ccq --help`: a tour from a first run to one's own data.
-    from ccq.cli import convert, demo, phantom, predict, prepare, summary, train
+    from ccq.cli import convert, demo, evaluate, phantom, predict, prepare, summary, train
 
     app.command("demo")(demo.demo)
     app.command("phantom")(phantom.phantom)
     app.command("prepare")(prepare.prepare)
     app.command("train")(train.train)
     app.command("predict")(predict.predict)
+    app.command("evaluate")(evaluate.evaluate)
     app.command("summary")(summary.summary)
     app.command("convert-official")(convert.convert_official)
 
