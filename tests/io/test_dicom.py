@@ -10,7 +10,7 @@ import pytest
 
 from ccq.errors import CCQError
 from ccq.io import IntensityWarning, find_cases, ras_affine, read_dicom_series, series_ids
-from tests.io.conftest import oblique_direction, write_dicom_series
+from tests.io.series import oblique_direction, write_dicom_series
 
 
 def _hu(shape=(9, 7, 5)) -> np.ndarray:

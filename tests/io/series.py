@@ -1,4 +1,4 @@
-"""Synthetic DICOM series written with SimpleITK, for the readers' and predict's tests."""
+"""Synthetic DICOM series written with SimpleITK, for the tests of the readers and of predict."""
 
 from __future__ import annotations
 
