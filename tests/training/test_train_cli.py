@@ -53,3 +53,22 @@ def test_train_cli_refuses_a_used_run_folder_before_reading_anything(tmp_path: P
     args = ["train", "--preset", "demo", "--data", str(tmp_path / "not-prepared"), "--out", str(tmp_path / "run")]
     result = CliRunner().invoke(_app(), args)
     assert isinstance(result.exception, CCQError) and "the folder is not empty" in str(result.exception)
+
+
+def test_set_overrides_any_field_and_nested_ones(tiny_prepared: Path, tmp_path: Path) -> None:
+    from ccq.cli.train import _parse_set
+
+    assert _parse_set(["batch_size=4", "sampling.foreground_fraction=0.5", "grad_clip=null"]) == {
+        "batch_size": 4, "sampling": {"foreground_fraction": 0.5}, "grad_clip": None,
+    }  # fmt: skip
+    out = tmp_path / "run"
+    args = ["train", "--preset", "demo", "--data", str(tiny_prepared), "--out", str(out), "--iterations", "1",
+            "--set", "model=tiny", "--set", "val_every=0", "--set", "sampling.foreground_fraction=0.25",
+            "--no-channels-last", "--precision", "fp32", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "config.json").read_text())
+    assert record["train"]["sampling"]["foreground_fraction"] == 0.25 and record["precision"] == "fp32"
+    bad = CliRunner().invoke(_app(), ["train", "--data", str(tiny_prepared), "--out", str(tmp_path / "r2"),
+                                      "--set", "no_equals_sign"])  # fmt: skip
+    assert isinstance(bad.exception, CCQError) and "KEY=VALUE" in str(bad.exception)

@@ -1,0 +1,81 @@
+"""Speed/memory switches (precision, channels-last, activation checkpointing) and the run's pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ccq.errors import CCQError
+from ccq.models import build_model, get_preset
+from ccq.training import accel
+from ccq.training.curves import Scalars, plot_curves, tensorboard_available
+from ccq.training.run_log import read_log
+from ccq.training.trainer import Trainer
+
+
+def test_precision_on_the_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert accel.resolve_precision("auto", cpu).name == "fp32"
+    assert accel.resolve_precision("fp32", cpu).dtype is None
+    for name in ("bf16", "fp16"):
+        with pytest.raises(CCQError, match="needs a CUDA device"):
+            accel.resolve_precision(name, cpu)
+    assert accel.make_scaler(accel.resolve_precision("auto", cpu), cpu) is None
+
+
+def _grads(model: torch.nn.Module, x: torch.Tensor, task: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    model(x, task).square().mean().backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_activation_checkpointing_keeps_the_gradients() -> None:
+    torch.manual_seed(0)
+    config = get_preset("tiny", num_tasks=3, dropout=0.0)
+    plain = build_model(config)
+    wrapped = build_model(config)
+    wrapped.load_state_dict(plain.state_dict(), strict=True)
+    count = accel.enable_activation_checkpointing(wrapped)
+    assert count == len(wrapped.encoder.stages) + len(wrapped.decoder.blocks) > 0
+    assert list(wrapped.state_dict()) == list(plain.state_dict())  # checkpoints stay compatible
+    x, task = torch.randn(2, 1, 16, 32, 32), torch.tensor([0, 2])
+    a, b = _grads(plain, x, task), _grads(wrapped, x, task)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_activation_checkpointing_needs_stages() -> None:
+    with pytest.raises(CCQError, match="no encoder.stages"):
+        accel.enable_activation_checkpointing(torch.nn.Linear(2, 2))
+
+
+def test_channels_last_and_checkpointing_train(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    config = tiny_config.replace(channels_last=True, activation_checkpointing=True, iterations=2, val_every=0)
+    result = Trainer(config, tiny_prepared, tmp_path / "run", progress=False, echo=lambda _: None).fit()
+    losses = [r["loss"] for r in read_log(tmp_path / "run") if r["kind"] == "train"]
+    assert result.state.iteration == 2 and len(losses) == 2 and all(v == v for v in losses)
+
+
+def test_curves_png(tmp_path: Path) -> None:
+    records = [{"kind": "train", "iteration": i, "loss": 1.0 / i, "dice": 0.5 / i, "bce": 0.5 / i} for i in (1, 2)]
+    records.append({"kind": "val", "iteration": 2, "mean_dice": 0.4, "categories": {"liver/organ": 0.4}})
+    path = plot_curves(records, tmp_path / "curves.png", title="run")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
+
+
+def test_tensorboard_scalars(tmp_path: Path) -> None:
+    assert tensorboard_available()  # a dev dependency: this test must not be skipped in CI
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = Scalars(tmp_path, enabled=True)
+    scalars.add({"train/loss": 0.5}, 1)
+    scalars.add({"train/loss": 0.25}, 2)
+    scalars.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 0.5), (2, 0.25)]
+    assert not Scalars(tmp_path / "off", enabled=False).active
