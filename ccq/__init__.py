@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_model", "ModelConfig", "get_preset"]
+__all__ = ["__version__", "build_model", "ModelConfig", "get_preset", "predict"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from ccq import models
 
         return getattr(models, name)
+    if name == "predict":
+        from ccq.inference.api import predict
+
+        return predict
     raise AttributeError(f"module 'ccq' has no attribute {name!r}")

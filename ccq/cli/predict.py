@@ -1,4 +1,4 @@
-"""`ccq predict`: segment NIfTI CT volumes with a checkpoint; one label map per task, on the input's grid."""
+"""`ccq predict`: segment CT volumes (NIfTI or DICOM) with a checkpoint; one label map per task, on the input's grid."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+POSTPROCESS_CHOICES = ("official", "none")
+
 
 def predict(
     input_path: Annotated[
         Path,
-        typer.Option("--input", "-i", help="A NIfTI CT (.nii.gz/.nii) or a folder of them.",
-                     show_default=False),
+        typer.Option("--input", "-i", help="A NIfTI CT (.nii.gz/.nii), a folder of them, or a folder holding a DICOM "
+                     "series.", show_default=False),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for OUT/CASE/TASK.nii.gz.", show_default=False)
@@ -23,42 +25,58 @@ def predict(
                      show_default=False),
     ],
     tasks: Annotated[
-        str, typer.Option("--tasks", help="'all' or a comma-separated list, e.g. liver,kidney.")
-    ] = "all",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+        list[str],
+        typer.Option("--tasks", help="'all', or task names/ids: comma-separated (liver,kidney) or repeated."),
+    ] = ["all"],  # noqa: B006 (typer reads the default; it is never mutated)
+    series: Annotated[
+        str | None,
+        typer.Option("--series", help="SeriesInstanceUID to read when the DICOM folder holds several series.",
+                     show_default=False),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps, or auto (a CUDA GPU if any).")] = (
+        "auto"
+    ),
+    tta: Annotated[
+        bool | None,
+        typer.Option("--tta/--no-tta", help="8-way flip test-time augmentation (as the official evaluation). "
+                     "Default: on with a GPU, off on the CPU (8x the time).", show_default=False),
+    ] = None,
     overlap: Annotated[
         float, typer.Option("--overlap", min=0.0, max=0.95, help="Window overlap (a share of the patch).")
     ] = 0.5,
+    postprocess: Annotated[
+        str,
+        typer.Option("--postprocess", help="'official': the official task-specific clean-up (largest components, "
+                     "tumours inside the organ, small tumours dropped; sizes in mL, distances in mm); 'none'."),
+    ] = "official",
+    save_probabilities: Annotated[
+        bool,
+        typer.Option("--save-probabilities", help="Also write OUT/CASE/TASK_probabilities.npz: float16 arrays "
+                     "named by channel (organ, tumor) on the input's grid, before thresholding and clean-up."),
+    ] = False,
+    overlays: Annotated[
+        bool, typer.Option("--overlays", help="Also write PNG pictures of each structure to OUT/CASE/overlays/.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
 ) -> None:
     """Write OUT/CASE/TASK.nii.gz for every input and task (each task in its dataset's label convention, with
-    exactly the input's shape and affine) and OUT/CASE/labels.json naming the label values.
+    exactly the input's shape and affine; for DICOM, the series' grid) and OUT/CASE/labels.json naming the values.
 
     Existing outputs are never replaced without --overwrite; files are written under a temporary name first.
     """
-    from tqdm import tqdm
+    from ccq.errors import CCQError
 
-    from ccq.inference.predictor import (
-        Predictor,
-        case_name,
-        check_outputs_free,
-        find_inputs,
-        output_paths,
-        write_case_outputs,
-    )
+    if postprocess not in POSTPROCESS_CHOICES:
+        raise CCQError(f"--postprocess {postprocess!r}: expected one of {', '.join(POSTPROCESS_CHOICES)}")
+    from ccq.inference.batch import PredictOptions, run_predict
 
-    inputs = find_inputs(input_path)
-    # One input: a bar over its windows (minutes on a CPU); several: a bar over the cases.
-    predictor = Predictor(model, device=device, overlap=overlap, progress=progress and len(inputs) == 1)
-    specs = predictor.resolve_tasks(tasks)
-    names = [t.name for t in specs]
-    planned = [p for path in inputs for p in output_paths(output, case_name(path), names)]
-    check_outputs_free(planned, overwrite)  # before any work
-    for path in tqdm(inputs, desc="predict", unit="case", disable=not progress or len(inputs) < 2):
-        prediction = predictor.predict(path, names)
-        written = write_case_outputs(
-            output, case_name(path), prediction, specs, reference=path, overwrite=overwrite,
-            extra={"model": str(predictor.path), "threshold": predictor.threshold},
-        )  # fmt: skip
-        typer.echo(f"{path.name}: {', '.join(names)} -> {written[0].parent}")
+    run_predict(
+        PredictOptions(
+            input_path=input_path, output=output, model=model, tasks=tuple(tasks), series=series, device=device,
+            tta=tta, overlap=overlap, postprocess=postprocess, save_probabilities=save_probabilities,
+            overlays=overlays, batch_size=batch_size, overwrite=overwrite, progress=progress,
+        ),
+        echo=typer.echo,
+    )  # fmt: skip

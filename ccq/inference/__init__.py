@@ -1,21 +1,36 @@
-"""Inference: sliding-window prediction of prepared volumes, and whole-case prediction with a checkpoint."""
+"""Inference: sliding-window prediction of prepared volumes, whole-case prediction with a checkpoint, writing."""
 
+from ccq.inference.api import predict
+from ccq.inference.postprocess import PRESETS as POSTPROCESS_PRESETS
+from ccq.inference.postprocess import TaskRule, apply_rule
 from ccq.inference.predictor import (
     CasePrediction,
     Predictor,
-    find_inputs,
+    PreparedVolume,
+    TaskResult,
+    inference_device,
     predict_case,
-    write_case_outputs,
 )
-from ccq.inference.sliding_window import gaussian_importance, predict_volume, window_starts
+from ccq.inference.sliding_window import gaussian_importance, predict_channels, predict_volume, window_starts
+from ccq.inference.writer import CaseWriter, check_outputs_free, output_paths, write_case_outputs
 from ccq.utils.device import resolve_device
 
 __all__ = [
+    "POSTPROCESS_PRESETS",
     "CasePrediction",
+    "CaseWriter",
     "Predictor",
-    "find_inputs",
+    "PreparedVolume",
+    "TaskResult",
+    "TaskRule",
+    "apply_rule",
+    "check_outputs_free",
     "gaussian_importance",
+    "inference_device",
+    "output_paths",
+    "predict",
     "predict_case",
+    "predict_channels",
     "predict_volume",
     "resolve_device",
     "window_starts",

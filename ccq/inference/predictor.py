@@ -1,16 +1,20 @@
-"""Whole-case prediction with a checkpoint: a NIfTI CT in, one label map per task out, on the input's grid.
+"""Whole-case prediction with a checkpoint: a CT in, one label map per task out, on the input's own voxel grid.
 
 The CT goes through exactly the preprocessing stored in the checkpoint (`ccq.data.prepare.preprocess_image`:
-reorient, resample, window), the sliding window predicts every requested task, and the probabilities are
-mapped back onto the file's own voxel grid (`ccq.data.geometry.to_original_grid`, linear) before the 0.5
-threshold, so the output lines up voxel for voxel with the input. Each task's label map uses that task's own
-label convention (`TaskSpec.to_output_labels`: e.g. liver 1, liver tumor 2).
+reorient, resample, window); the sliding window runs every requested task at once (one encoder pass per window)
+and keeps, in float16 on the prepared grid, only the channels the tasks label. Then, task by task, each channel is
+mapped back onto the input's voxels (`ccq.data.geometry.to_original_grid`, linear) before the 0.5 threshold, the
+task's post-processing rule runs on the input's grid (`ccq.inference.postprocess`), and the masks become a label
+map in the task's own convention (`TaskSpec.to_output_labels`: e.g. liver 1, liver tumor 2).
+
+Going task by task keeps memory low on a large CT: the full-resolution arrays alive at once are the input, one
+channel being mapped back, and one task's masks (`iter_tasks` yields each task as soon as it is done).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,56 +27,66 @@ from ccq.data.collection import CHANNELS, TaskSpec
 from ccq.data.geometry import CanonicalInfo
 from ccq.data.prepare import preprocess_image
 from ccq.errors import CCQError
-from ccq.inference.sliding_window import predict_volume
-from ccq.utils import fs
+from ccq.inference.postprocess import TaskRule, apply_rule, get_rules
+from ccq.inference.sliding_window import predict_channels
+from ccq.inference.writer import write_case_outputs  # noqa: F401 (imported from here by ccq.demo)
+from ccq.io import as_image_volume, check_ct_values
 from ccq.utils.device import resolve_device
 
-Volume = str | Path | tuple[np.ndarray, np.ndarray]
-"""A NIfTI path, or an (array in file voxel order (HU), 4x4 voxel -> RAS mm affine) pair."""
-
-LABELS_FILE = "labels.json"
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+STORE_DTYPE = torch.float16
+"""Stitched probabilities on the prepared grid: half the memory of float32; 0.5 is exact and the step near it is
+2^-11, far below what changes a thresholded voxel in practice."""
 
 
-def case_name(path: str | Path) -> str:
-    """``/data/liver_3.nii.gz`` -> ``liver_3`` (the output sub-folder of a case)."""
-    name = Path(path).name
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
+def inference_device(device: str | torch.device | None) -> torch.device:
+    """`ccq.utils.device.resolve_device`, plus a clear error for an unavailable Apple GPU ("mps")."""
+    if str(device).startswith("mps") and not torch.backends.mps.is_available():
+        raise CCQError(f"device {str(device)!r}: no Apple GPU (MPS) is available here; use --device cpu")
+    return resolve_device(device)
 
 
-def find_inputs(path: str | Path) -> list[Path]:
-    """A NIfTI file, or every ``*.nii.gz`` / ``*.nii`` directly in a folder (sorted)."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        if not path.name.endswith(NIFTI_SUFFIXES):
-            raise CCQError(f"-i {path}: expected a NIfTI file (.nii.gz or .nii) or a folder of them")
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(NIFTI_SUFFIXES))
-        if not found:
-            raise CCQError(f"-i {path}: the folder holds no .nii.gz / .nii files")
-        names = [case_name(p) for p in found]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise CCQError(f"-i {path}: case name(s) {twice} appear as both .nii and .nii.gz")
-        return found
-    raise CCQError(f"-i {path}: no such file or folder")
+@dataclass(eq=False)
+class PreparedVolume:
+    """A CT on the checkpoint's prepared grid, and what is needed to write results on the input's grid."""
+
+    image: np.ndarray | None
+    """float32 [D, H, W], reoriented, resampled and windowed (None once `Predictor.iter_tasks` has used it)."""
+    info: CanonicalInfo
+    affine: np.ndarray
+    """The input's 4x4 voxel -> RAS affine."""
+    header: Any = None
+    source: str = "<array>"
 
 
-@dataclass
+@dataclass(eq=False)
+class TaskResult:
+    """One task's output on the input's grid."""
+
+    task: TaskSpec
+    label: np.ndarray
+    """The label map in the task's convention (uint8/uint16, the input's voxel order and shape)."""
+    masks: dict[str, np.ndarray]
+    """The channels the task labels, thresholded and post-processed (bool)."""
+    probabilities: dict[str, np.ndarray] | None = None
+    """float16 probabilities of those channels before thresholding (only when asked for)."""
+    rule: TaskRule | None = None
+    """The post-processing rule applied (None: none)."""
+
+
+@dataclass(eq=False)
 class CasePrediction:
     """The label map of every requested task (file voxel order, the input's shape), and where it came from."""
 
     labels: dict[str, np.ndarray]
     """Per task, its label map in its own convention (uint8/uint16, the input's voxel order and shape)."""
     masks: dict[str, dict[str, np.ndarray]]
-    """Per task, the thresholded channels it labels (``{"organ": bool array, "tumor": ...}``), before they are
-    merged into one label map (a tumor predicted outside the organ stays out of the organ mask here)."""
+    """Per task, the thresholded (and post-processed) channels it labels (``{"organ": bool array, ...}``)."""
     affine: np.ndarray
     info: CanonicalInfo
+    header: Any = None
+    """The input's NIfTI header, if it was a NIfTI (outputs copy its qform/sform codes)."""
+    probabilities: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    rules: dict[str, TaskRule | None] = field(default_factory=dict)
 
 
 class Predictor:
@@ -81,25 +95,36 @@ class Predictor:
     Args:
         checkpoint: a checkpoint directory, a training run directory (its best/ or last/) or a
             `LoadedCheckpoint`.
-        device: "cpu", "cuda", "auto".
-        overlap, tta, batch_size: sliding-window settings (`predict_volume`).
+        device: "cpu", "cuda", "cuda:N", "mps" or "auto" (a CUDA GPU if there is one, else the CPU).
+        overlap: window overlap, a share of the patch (0.5 official).
+        tta: 8-way flip test-time augmentation; None = on for a GPU (as the official evaluation), off on the
+            CPU, where it costs 8x the time.
+        postprocess: a `ccq.inference.postprocess.PRESETS` name: "official" (the task-specific rules) or "none".
+        batch_size: windows per forward pass.
         threshold: probability above which a voxel is inside (0.5).
+        progress: show a progress bar over the windows.
     """
 
     def __init__(
         self,
         checkpoint: str | Path | LoadedCheckpoint,
         *,
-        device: str | torch.device | None = "cpu",
+        device: str | torch.device | None = "auto",
         overlap: float = 0.5,
-        tta: bool = False,
+        tta: bool | None = None,
+        postprocess: str = "official",
         batch_size: int = 1,
         threshold: float = 0.5,
         progress: bool = False,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise CCQError(f"threshold={threshold}: expected a probability strictly between 0 and 1")
-        self.device = resolve_device(device)
+        if not 0.0 <= overlap < 1.0:
+            raise CCQError(f"overlap={overlap}: expected a fraction in [0, 1)")
+        if batch_size < 1:
+            raise CCQError(f"batch_size={batch_size}: expected at least 1 window per pass")
+        self.rules = get_rules(postprocess)
+        self.device = inference_device(device)
         if isinstance(checkpoint, LoadedCheckpoint):
             loaded = checkpoint
             loaded.model.to(self.device)
@@ -111,146 +136,128 @@ class Predictor:
         self.collection = loaded.collection
         self.preprocessing = loaded.preprocessing
         self.model_config = loaded.model_config
-        self.overlap, self.tta, self.batch_size = overlap, tta, batch_size
-        self.threshold, self.progress = threshold, progress
+        self.overlap, self.batch_size, self.threshold, self.progress = overlap, batch_size, threshold, progress
+        self.tta = self.device.type != "cpu" if tta is None else bool(tta)
+        self.postprocess = postprocess
+
+    def settings(self) -> dict[str, Any]:
+        """What shaped the outputs (recorded in labels.json)."""
+        return {
+            "model": None if self.path is None else str(self.path),
+            "device": str(self.device),
+            "tta": self.tta,
+            "overlap": self.overlap,
+            "threshold": self.threshold,
+            "postprocess": self.postprocess,
+            "spacing": list(self.preprocessing.spacing),
+        }
 
     def resolve_tasks(self, tasks: str | Sequence[str | int] | None = "all") -> list[TaskSpec]:
-        """``"all"``/None -> every task; else names or ids, as a list or a comma-separated string."""
-        if tasks is None or (isinstance(tasks, str) and tasks.strip() == "all"):
-            return list(self.collection.tasks)
-        items = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-        specs = [
-            self.collection.task(t.strip() if isinstance(t, str) else t)
-            for t in items
-            if not (isinstance(t, str) and not t.strip())
-        ]
-        if not specs:
+        """``"all"``/None -> every task; else names or ids (also as digits), a list and/or comma-separated."""
+        if tasks is None or isinstance(tasks, str | int):
+            tasks = [tasks if tasks is not None else "all"]
+        items: list[str | int] = []
+        for t in tasks:
+            items += [p.strip() for p in t.split(",") if p.strip()] if isinstance(t, str) else [t]
+        if not items:
             names = ", ".join(self.collection.task_names)
             raise CCQError(f"tasks {tasks!r}: expected 'all' or task names ({names})")
+        if "all" in items:
+            return list(self.collection.tasks)
+        specs = [self.collection.task(int(t) if isinstance(t, str) and t.isdigit() else t) for t in items]
         return list(dict.fromkeys(specs))  # drop repeats, keep order
 
-    def _read(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(volume, str | Path):
-            return geometry.load_nifti(volume, what="image", case=case_name(volume), as_float=True)
-        array, affine = volume
-        array = np.asarray(array, dtype=np.float32)
-        if array.ndim != 3:
-            raise CCQError(f"image array of shape {array.shape}: expected a 3D volume")
-        return array, np.asarray(affine, dtype=np.float64)
+    # ------------------------------------------------------------------------------------------- the pipeline
 
-    def predict_probabilities(
-        self, volume: Volume, tasks: str | Sequence[str | int] | None = "all"
-    ) -> tuple[torch.Tensor, CanonicalInfo, np.ndarray]:
-        """(probabilities [T, 2, D, H, W] on the prepared grid, the geometry to map back, the file affine)."""
-        specs = self.resolve_tasks(tasks)
-        array, affine = self._read(volume)
-        image, info = preprocess_image(array, affine, self.preprocessing)
+    def prepare(self, volume: Any, *, series: str | None = None) -> PreparedVolume:
+        """Read (if needed) and preprocess one CT; warns (`ccq.io.IntensityWarning`) if it does not look like HU."""
+        image = as_image_volume(volume, series=series)
+        check_ct_values(image.array, f"image {image.source}")
+        prepared, info = preprocess_image(image.array, image.affine, self.preprocessing)
+        return PreparedVolume(image=prepared, info=info, affine=image.affine, header=image.header, source=image.source)
+
+    def probabilities(self, prepared: PreparedVolume, specs: Sequence[TaskSpec]) -> tuple[torch.Tensor, list]:
+        """(float16 [C, D, H, W] on the prepared grid, the C (task name, channel name) pairs): every channel the
+        tasks label, all tasks in each window's one pass."""
+        pairs = [(i, c) for i, t in enumerate(specs) for c in range(2) if t.labeled_channels[c]]
         pre = self.preprocessing
-        probs = predict_volume(
-            self.model, image, [t.id for t in specs], self.model_config.patch_size,
-            overlap=self.overlap, tta=self.tta, batch_size=self.batch_size,
-            pad_value=pre.hu_min / pre.hu_scale, device=self.device, progress=self.progress,
+        probs = predict_channels(
+            self.model, prepared.image, [t.id for t in specs], pairs, self.model_config.patch_size,
+            overlap=self.overlap, tta=self.tta, batch_size=self.batch_size, pad_value=pre.hu_min / pre.hu_scale,
+            device=self.device, dtype=STORE_DTYPE, progress=self.progress,
         )  # fmt: skip
-        return probs, info, affine
+        return probs, [(specs[i].name, CHANNELS[c]) for i, c in pairs]
 
-    def predict(self, volume: Volume, tasks: str | Sequence[str | int] | None = "all") -> CasePrediction:
-        """One label map per task, in that task's label convention, on the input's exact voxel grid."""
-        specs = self.resolve_tasks(tasks)
-        probs, info, affine = self.predict_probabilities(volume, [t.id for t in specs])
-        labels: dict[str, np.ndarray] = {}
-        all_masks: dict[str, dict[str, np.ndarray]] = {}
-        for i, task in enumerate(specs):
-            masks: dict[str, np.ndarray | None] = {}
-            for c, channel in enumerate(CHANNELS):
-                if not task.labeled_channels[c]:
-                    masks[channel] = None  # the network predicts it, but this dataset has no value for it
-                    continue
-                back = geometry.to_original_grid(probs[i, c].numpy(), info, self.preprocessing.spacing, order=1)
+    def iter_tasks(
+        self, prepared: PreparedVolume, specs: Sequence[TaskSpec], *, keep_probabilities: bool = False
+    ) -> Iterator[TaskResult]:
+        """Predict every task, then yield them one at a time on the input's grid (see the module docstring).
+
+        The prepared image is released once the windows are done (``prepared.image`` becomes None): on a large
+        CT it is a full-size float32 volume that nothing needs any more."""
+        if prepared.image is None:
+            raise CCQError(f"{prepared.source}: this prepared volume was already predicted; prepare it again")
+        probs, keys = self.probabilities(prepared, specs)
+        prepared.image = None
+        for task in specs:
+            masks: dict[str, np.ndarray | None] = {c: None for c in CHANNELS}
+            kept: dict[str, np.ndarray] = {}
+            for channel in CHANNELS:
+                if (task.name, channel) not in keys:
+                    continue  # the network predicts it, but this dataset has no value for it
+                working = probs[keys.index((task.name, channel))].float().numpy()
+                back = geometry.to_original_grid(working, prepared.info, self.preprocessing.spacing, order=1)
+                del working
                 masks[channel] = back > self.threshold
-            labels[task.name] = task.to_output_labels(masks["organ"], masks["tumor"])
-            all_masks[task.name] = {c: m for c, m in masks.items() if m is not None}
-        return CasePrediction(labels=labels, masks=all_masks, affine=affine, info=info)
+                if keep_probabilities:
+                    kept[channel] = back.astype(np.float16)
+                del back
+            rule = self.rules.get(task.name)
+            if rule is not None:
+                organ_includes_tumor = task.organ is not None and set(task.tumor or ()) <= set(task.organ)
+                masks["organ"], masks["tumor"] = apply_rule(
+                    rule, masks["organ"], masks["tumor"], prepared.affine, organ_includes_tumor=organ_includes_tumor
+                )
+            label = task.to_output_labels(masks["organ"], masks["tumor"])
+            yield TaskResult(
+                task=task,
+                label=label,
+                masks={c: m for c, m in masks.items() if m is not None},
+                probabilities=kept if keep_probabilities else None,
+                rule=rule,
+            )
+
+    def predict(
+        self,
+        volume: Any,
+        tasks: str | Sequence[str | int] | None = "all",
+        *,
+        series: str | None = None,
+        keep_probabilities: bool = False,
+    ) -> CasePrediction:
+        """One label map per task, in that task's label convention, on the input's exact voxel grid.
+
+        ``volume``: a NIfTI path, a DICOM series folder, a nibabel image, an (array, affine) pair or an
+        `ImageVolume` (see `ccq.io.as_image_volume`).
+        """
+        specs = self.resolve_tasks(tasks)
+        prepared = self.prepare(volume, series=series)
+        out = CasePrediction(labels={}, masks={}, affine=prepared.affine, info=prepared.info, header=prepared.header)
+        for result in self.iter_tasks(prepared, specs, keep_probabilities=keep_probabilities):
+            name = result.task.name
+            out.labels[name], out.masks[name], out.rules[name] = result.label, result.masks, result.rule
+            if result.probabilities is not None:
+                out.probabilities[name] = result.probabilities
+        return out
 
 
 def predict_case(
     checkpoint: str | Path | LoadedCheckpoint,
-    nifti_path: str | Path,
+    volume: Any,
     tasks: str | Sequence[str | int] | None = "all",
-    device: str = "cpu",
+    device: str = "auto",
     **options: Any,
 ) -> dict[str, np.ndarray]:
-    """``{task: label map}`` for one NIfTI file, in each task's label convention, on the file's own grid."""
-    return Predictor(checkpoint, device=device, **options).predict(nifti_path, tasks).labels
+    """``{task: label map}`` for one CT, in each task's label convention, on the input's own grid."""
+    return Predictor(checkpoint, device=device, **options).predict(volume, tasks).labels
 
-
-# ------------------------------------------------------------------------------------------------ writing
-
-
-def output_paths(out_dir: str | Path, case: str, task_names: Sequence[str]) -> list[Path]:
-    case_dir = Path(out_dir) / case
-    return [case_dir / f"{name}.nii.gz" for name in task_names] + [case_dir / LABELS_FILE]
-
-
-def check_outputs_free(paths: Sequence[Path], overwrite: bool) -> None:
-    """Refuse, before any work, to replace an existing output unless ``overwrite``."""
-    if overwrite:
-        return
-    taken = [p for p in paths if p.exists() or p.is_symlink()]
-    if taken:
-        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-        raise CCQError(f"{taken[0]} exists{more}; refusing to overwrite it: choose another -o or pass --overwrite")
-
-
-def write_case_outputs(
-    out_dir: str | Path,
-    case: str,
-    prediction: CasePrediction,
-    tasks: Sequence[TaskSpec],
-    *,
-    reference: str | Path | None = None,
-    overwrite: bool = False,
-    extra: Mapping[str, Any] | None = None,
-) -> list[Path]:
-    """Write ``OUT/CASE/TASK.nii.gz`` (label maps, the input's shape and affine) and ``OUT/CASE/labels.json``.
-
-    ``reference``: the input NIfTI, whose header (qform/sform codes, units) the outputs copy. Each file is
-    written under a temporary name and renamed, so a file with the final name is always complete.
-    """
-    import nibabel as nib
-
-    paths = output_paths(out_dir, case, [t.name for t in tasks])
-    check_outputs_free(paths, overwrite)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    header = None
-    if reference is not None:
-        ref = nib.load(str(reference))
-        header = ref.header.copy()
-    for task, path in zip(tasks, paths, strict=False):
-        label = prediction.labels[task.name]
-        if header is not None:
-            hdr = header.copy()
-            hdr.set_data_dtype(label.dtype)
-            img = nib.Nifti1Image(label, prediction.affine, hdr)
-            img.set_qform(ref.header.get_qform(), code=int(ref.header["qform_code"]))
-            img.set_sform(ref.header.get_sform(), code=int(ref.header["sform_code"]))
-            img.header.set_slope_inter(1.0, 0.0)
-        else:
-            img = nib.Nifti1Image(label, prediction.affine)
-            img.set_qform(prediction.affine, code=1)
-            img.set_sform(prediction.affine, code=1)
-        fs.replace_atomically(path, lambda tmp, img=img: nib.save(img, str(tmp)), keep_suffix=True)
-    summary = {
-        "case": case,
-        "input": None if reference is None else str(reference),
-        "tasks": {
-            t.name: {
-                "file": p.name,
-                "labels": {"0": "background", **{str(v): t.labels[v] for v in sorted(t.output_values.values())}},
-                "channels": dict(t.output_values),
-            }
-            for t, p in zip(tasks, paths, strict=False)
-        },
-        **dict(extra or {}),
-    }
-    fs.write_json_atomic(paths[-1], summary)
-    return paths

@@ -4,6 +4,11 @@ Every window runs `model.forward_all_tasks` once, so all requested tasks share o
 stitched as sigmoid probabilities (the official model outputs probabilities and averages those), weighted by
 a Gaussian importance map (sigma = patch / 8) so that window borders, which see less context, count less.
 
+Stitching happens on the CPU, whatever device runs the model, and needs little memory: windows go in z-major
+order, so once a row of windows (same z start) is done, the slices before the next row's start are final. The
+float32 sums are kept only for the slices one row of windows covers (patch depth x the whole H x W); finished
+slices go to the output in its own dtype (float16 for `ccq predict`), only for the (task, channel) pairs asked for.
+
 Written here rather than with MONAI's `sliding_window_inference` because we need the stitching per task
 group, padding with the windowed value of air rather than 0, flip test-time augmentation inside each window,
 and to keep `ccq predict` from paying MONAI's multi-second import; the window placement follows nnU-Net
@@ -57,8 +62,13 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
 
 
 def _as_volume(image: np.ndarray | torch.Tensor) -> torch.Tensor:
-    # A copy: prepared volumes are read-only memory maps, and padding writes into the tensor.
-    t = torch.from_numpy(np.array(image, dtype=np.float32)) if isinstance(image, np.ndarray) else image
+    if isinstance(image, np.ndarray):
+        array = np.asarray(image, dtype=np.float32)
+        # Windows are only read (padding builds a new canvas), so a writable array is used as it is; a read-only
+        # one (a prepared cache's memory map) is copied, since torch refuses to wrap it.
+        t = torch.from_numpy(array if array.flags.writeable else array.copy())
+    else:
+        t = image
     if t.ndim == 4 and t.shape[0] == 1:
         t = t[0]
     if t.ndim != 3:
@@ -80,11 +90,51 @@ def _window_probabilities(model: nn.Module, x: torch.Tensor, tasks: torch.Tensor
     return total / len(FLIP_AXES)
 
 
+class _RollingStitch:
+    """Weighted sums of the window probabilities over the slices one row of windows covers, flushed into ``out``
+    (the unpadded volume) as soon as no later window can touch them."""
+
+    def __init__(self, out: torch.Tensor, padded_shape: tuple[int, ...], before: list[int], depth: int) -> None:
+        self.out, self.before, self.depth = out, before, depth
+        channels = out.shape[0]
+        self.total = torch.zeros((channels, depth, *padded_shape[1:]), dtype=torch.float32)
+        self.norm = torch.zeros((depth, *padded_shape[1:]), dtype=torch.float32)
+        self.base = 0  # padded z index of self.total[:, 0]
+
+    def add(self, start: tuple[int, int, int], size: tuple[int, int, int], p: torch.Tensor, w: torch.Tensor) -> None:
+        """p: [C, d, h, w] weighted probabilities of the window at ``start``; w: its weights [d, h, w]."""
+        if start[0] > self.base:
+            self.flush(start[0])
+        z = start[0] - self.base
+        region = (slice(z, z + size[0]), slice(start[1], start[1] + size[1]), slice(start[2], start[2] + size[2]))
+        self.total[(slice(None), *region)] += p
+        self.norm[region] += w
+
+    def flush(self, upto: int) -> None:
+        """Write the final padded slices [base, upto) into ``out`` and slide the sums forward."""
+        n = upto - self.base
+        d, h, w = self.out.shape[1:]
+        bz, by, bx = self.before
+        lo, hi = max(self.base, bz), min(upto, bz + d)
+        if hi > lo:
+            a, b = lo - self.base, hi - self.base
+            part = self.total[:, a:b, by : by + h, bx : bx + w] / self.norm[a:b, by : by + h, bx : bx + w]
+            self.out[:, lo - bz : hi - bz] = part.to(self.out.dtype)
+        keep = self.depth - n
+        if keep > 0:
+            self.total[:, :keep] = self.total[:, n:].clone()
+            self.norm[:keep] = self.norm[n:].clone()
+        self.total[:, max(keep, 0) :] = 0
+        self.norm[max(keep, 0) :] = 0
+        self.base = upto
+
+
 @torch.inference_mode()
-def predict_volume(
+def predict_channels(
     model: nn.Module,
     image: np.ndarray | torch.Tensor,
     task_ids: Sequence[int] | torch.Tensor,
+    channels: Sequence[tuple[int, int]] | None = None,
     patch_size: Sequence[int] | None = None,
     *,
     overlap: float = 0.5,
@@ -93,15 +143,18 @@ def predict_volume(
     batch_size: int = 1,
     pad_value: float = -1.0,
     device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Probabilities of every (task, channel) for a whole prepared volume.
+    """Probabilities of chosen (task, channel) pairs for a whole prepared volume.
 
     Args:
         model: a CCQNet / DoDNet: anything with ``forward_all_tasks(x [B, 1, D, H, W], tasks [T])`` returning
             logits [B, T, 2, D, H, W]; it is put in eval mode.
         image: the prepared (reoriented, resampled, windowed) volume [D, H, W].
-        task_ids: the T task ids to predict.
+        task_ids: the T task ids every window is run for (in one pass).
+        channels: the (index into ``task_ids``, channel 0 organ / 1 tumor) pairs to keep, in output order;
+            default every pair, task by task.
         patch_size: window size (D, H, W); default the model's ``config.patch_size`` (the only size a CCQ
             model accepts).
         overlap: fraction of a window shared with its neighbour (0.5 official).
@@ -111,10 +164,11 @@ def predict_volume(
         pad_value: value of the padding when the volume is smaller than the patch (air after windowing: -1
             for the official HU window).
         device: where the model runs (default: the model's device). Stitching happens on the CPU.
+        dtype: dtype of the result (the sums are float32 either way).
         progress: show a progress bar over the windows.
 
     Returns:
-        float32 CPU tensor [T, 2, D, H, W] (organ, tumor probabilities per task), the shape of ``image``.
+        CPU tensor [C, D, H, W] of ``dtype``, C = len(channels), the spatial shape of ``image``.
     """
     if not 0.0 <= overlap < 1.0:
         raise CCQError(f"overlap={overlap}: expected a fraction in [0, 1)")
@@ -134,8 +188,13 @@ def predict_volume(
     tasks = torch.as_tensor(task_ids, dtype=torch.long).reshape(-1)
     if tasks.numel() == 0:
         raise CCQError("predict_volume: no task ids given")
+    if channels is None:
+        channels = [(t, c) for t in range(tasks.numel()) for c in range(2)]
+    pairs = [(int(t), int(c)) for t, c in channels]
+    if not pairs or any(not (0 <= t < tasks.numel() and c in (0, 1)) for t, c in pairs):
+        raise CCQError(f"channels={list(channels)!r}: expected (task index < {tasks.numel()}, 0 or 1) pairs")
 
-    # Pad (centred) up to the patch where the volume is smaller; cropped off again at the end.
+    # Pad (centred) up to the patch where the volume is smaller; cropped off again when flushing.
     shape = tuple(volume.shape)
     padded_shape = tuple(max(n, p) for n, p in zip(shape, patch, strict=True))
     before = [(q - n) // 2 for n, q in zip(shape, padded_shape, strict=True)]
@@ -144,26 +203,41 @@ def predict_volume(
         canvas[tuple(slice(b, b + n) for b, n in zip(before, shape, strict=True))] = volume
         volume = canvas
 
-    starts = list(itertools.product(*(window_starts(n, p, overlap) for n, p in zip(padded_shape, patch,
-                                                                                    strict=True))))
-    weights = gaussian_importance(patch, sigma_scale)
-    total = torch.zeros((tasks.numel(), 2, *padded_shape), dtype=torch.float32)
-    norm = torch.zeros(padded_shape, dtype=torch.float32)
+    axes = [window_starts(n, p, overlap) for n, p in zip(padded_shape, patch, strict=True)]
+    starts = list(itertools.product(*axes))  # z-major: what the rolling stitch relies on
+    out = torch.empty((len(pairs), *shape), dtype=dtype)
+    stitch = _RollingStitch(out, padded_shape, before, patch[0])
+    weights = gaussian_importance(patch, sigma_scale).to(device)
+    weights_cpu = weights.cpu()
+    task_index = torch.tensor([t for t, _ in pairs], device=device)
+    channel_index = torch.tensor([c for _, c in pairs], device=device)
     model.eval()
     tasks_dev = tasks.to(device)
     bar = tqdm(total=len(starts), desc="windows", unit="win", disable=not progress, leave=False)
     try:
         for first in range(0, len(starts), batch_size):
-            chunk = starts[first:first + batch_size]
-            regions = [tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True)) for st in chunk]
-            x = torch.stack([volume[r] for r in regions])[:, None].to(device)
-            probs = _window_probabilities(model, x, tasks_dev, tta).cpu()  # [N, T, 2, d, h, w]
-            for region, p in zip(regions, probs, strict=True):
-                total[(slice(None), slice(None), *region)] += p * weights
-                norm[region] += weights
+            chunk = starts[first : first + batch_size]
+            x = torch.stack([volume[tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True))] for st in chunk])
+            probs = _window_probabilities(model, x[:, None].to(device), tasks_dev, tta)  # [N, T, 2, d, h, w]
+            weighted = (probs[:, task_index, channel_index] * weights).cpu()  # [N, C, d, h, w]
+            for st, p in zip(chunk, weighted, strict=True):
+                stitch.add(st, patch, p, weights_cpu)
             bar.update(len(chunk))
     finally:
         bar.close()
-    total /= norm
-    crop = tuple(slice(b, b + n) for b, n in zip(before, shape, strict=True))
-    return total[(slice(None), slice(None), *crop)].contiguous()
+    stitch.flush(stitch.base + patch[0])
+    return out
+
+
+def predict_volume(
+    model: nn.Module,
+    image: np.ndarray | torch.Tensor,
+    task_ids: Sequence[int] | torch.Tensor,
+    patch_size: Sequence[int] | None = None,
+    **options,
+) -> torch.Tensor:
+    """Probabilities of every (task, channel): float32 CPU tensor [T, 2, D, H, W] (organ, tumor per task), the
+    shape of ``image``. Arguments and ``options`` as `predict_channels`."""
+    t = torch.as_tensor(task_ids).numel()
+    probs = predict_channels(model, image, task_ids, None, patch_size, **options)
+    return probs.view(t, 2, *probs.shape[1:])

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ccq.errors import CCQError
-from ccq.inference.sliding_window import gaussian_importance, predict_volume, window_starts
+from ccq.inference.sliding_window import gaussian_importance, predict_channels, predict_volume, window_starts
 
 
 class Pointwise(nn.Module):
@@ -62,6 +62,40 @@ def test_stitching_reproduces_a_pointwise_model(shape) -> None:
     torch.testing.assert_close(probs[1, 0], torch.sigmoid(torch.from_numpy(volume) + 2), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(probs[1, 1], 1 - probs[1, 0], atol=1e-5, rtol=1e-5)
     assert all(s[2:] == (8, 12, 10) for s in model.seen) and all(s[0] <= 3 for s in model.seen)
+
+
+def _reference_stitch(model, volume: torch.Tensor, tasks, patch, overlap=0.5) -> torch.Tensor:
+    """The plain way: one float32 accumulator for the whole volume and every task (no padding needed here)."""
+    total = torch.zeros((len(tasks), 2, *volume.shape))
+    norm = torch.zeros(volume.shape)
+    w = gaussian_importance(patch)
+    axes = [window_starts(n, p, overlap) for n, p in zip(volume.shape, patch, strict=True)]
+    for z in axes[0]:
+        for y in axes[1]:
+            for x in axes[2]:
+                region = (slice(z, z + patch[0]), slice(y, y + patch[1]), slice(x, x + patch[2]))
+                with torch.no_grad():
+                    p = torch.sigmoid(model.forward_all_tasks(volume[region][None, None], tasks))[0]
+                total[(slice(None), slice(None), *region)] += p * w
+                norm[region] += w
+    return total / norm
+
+
+def test_rolling_stitch_of_a_real_model_matches_a_full_accumulator(tiny_model) -> None:
+    """Several window rows along every axis (z starts 0, 5, 10: rows overlapping by more than half)."""
+    torch.manual_seed(3)
+    volume = torch.randn(26, 32, 40)
+    expected = _reference_stitch(tiny_model, volume, [2, 5], (16, 32, 32), overlap=0.6)
+    probs = predict_volume(tiny_model, volume, [2, 5], overlap=0.6, batch_size=3)
+    torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-5)
+    # Only some (task, channel) pairs, stored in float16: the same values to float16 precision.
+    pairs = [(1, 1), (0, 0)]
+    half = predict_channels(tiny_model, volume, [2, 5], pairs, overlap=0.6, dtype=torch.float16)
+    assert half.shape == (2, 26, 32, 40) and half.dtype == torch.float16
+    torch.testing.assert_close(half[0].float(), expected[1, 1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(half[1].float(), expected[0, 0], atol=1e-3, rtol=0)
+    with pytest.raises(CCQError, match="channels="):
+        predict_channels(tiny_model, volume, [2, 5], [(2, 0)])
 
 
 def test_tta_of_a_pointwise_model_changes_nothing() -> None:

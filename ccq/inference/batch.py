@@ -1,0 +1,129 @@
+"""The whole of ``ccq predict``: find the inputs, check everything that can fail before any work, then predict and
+write case after case (a task at a time, so a large CT never has all its tasks at full resolution in memory)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccq.data.collection import CHANNELS, TaskSpec
+from ccq.errors import CCQError
+from ccq.io import CaseInput, IntensityWarning, find_cases, read_case
+from ccq.io.inputs import probe_case
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What ``ccq predict`` was asked (see its --help)."""
+
+    input_path: Path
+    output: Path
+    model: Path
+    tasks: tuple[str, ...] = ("all",)
+    series: str | None = None
+    device: str = "auto"
+    tta: bool | None = None
+    overlap: float = 0.5
+    postprocess: str = "official"
+    save_probabilities: bool = False
+    overlays: bool = False
+    batch_size: int = 1
+    overwrite: bool = False
+    progress: bool = True
+
+
+def structure_names(specs: list[TaskSpec]) -> dict[tuple[str, str], str]:
+    """(task, channel) -> the name an overlay picture uses: the channel's human name ("liver tumor"), or
+    "task channel" where two tasks would share one."""
+    names = {(t.name, c): t.channel_names[c] for t in specs for c in CHANNELS if c in t.channel_names}
+    values = list(names.values())
+    return {k: (v if values.count(v) == 1 else f"{k[0]} {k[1]}") for k, v in names.items()}
+
+
+def _overlay_paths(out_dir: Path, specs: list[TaskSpec]) -> list[Path]:
+    from ccq.viz.overlays import overlay_files
+
+    return overlay_files(list(structure_names(specs).values()), out_dir)
+
+
+@contextlib.contextmanager
+def _intensity_warnings_to(echo: Callable[..., None]):
+    """Print `IntensityWarning`s as ``ccq: warning: ...`` lines (others as usual)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", IntensityWarning)
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, IntensityWarning):
+                echo(f"ccq: warning: {message}", err=True)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show  # catch_warnings puts the original back
+        yield
+
+
+def run_predict(options: PredictOptions, echo: Callable[..., None] = print) -> list[Path]:
+    """Predict every case of ``options.input_path``; returns the case folders written."""
+    from tqdm import tqdm
+
+    from ccq.inference.predictor import Predictor
+    from ccq.inference.writer import OVERLAYS_DIR, CaseWriter, check_outputs_free, output_paths
+
+    cases: list[CaseInput] = find_cases(options.input_path, options.series)
+    for case in cases:
+        probe_case(case)  # headers only: a bad file in a batch fails now, with nothing written
+    # One input: a bar over its windows (minutes on a CPU); several: a bar over the cases.
+    predictor = Predictor(
+        options.model, device=options.device, overlap=options.overlap, tta=options.tta,
+        postprocess=options.postprocess, batch_size=options.batch_size,
+        progress=options.progress and len(cases) == 1,
+    )  # fmt: skip
+    specs = predictor.resolve_tasks(list(options.tasks))
+    names = [t.name for t in specs]
+    planned = [
+        p for c in cases for p in output_paths(options.output, c.name, names, probabilities=options.save_probabilities)
+    ]
+    if options.overlays:
+        try:
+            planned += [p for c in cases for p in _overlay_paths(options.output / c.name / OVERLAYS_DIR, specs)]
+        except ImportError as err:
+            raise CCQError(f"--overlays: the picture module is not available ({err})") from err
+    check_outputs_free(planned, options.overwrite)  # before any work
+    settings = predictor.settings()
+    done: list[Path] = []
+    bar = tqdm(cases, desc="predict", unit="case", disable=not options.progress or len(cases) < 2, file=sys.stderr)
+    for case in bar:
+        with _intensity_warnings_to(echo):
+            image = read_case(case)
+            prepared = predictor.prepare(image)
+        if not options.overlays:
+            del image  # the prediction does not need the CT any more: free its memory
+        writer = CaseWriter(
+            options.output, case.name, affine=prepared.affine, header=prepared.header, overwrite=options.overwrite
+        )
+        masks: dict[str, object] = {}
+        labelled = structure_names(specs)
+        for result in predictor.iter_tasks(prepared, specs, keep_probabilities=options.save_probabilities):
+            writer.write_task(
+                result.task, result.label, probabilities=result.probabilities,
+                rule=None if result.rule is None else result.rule.to_dict(),
+            )  # fmt: skip
+            if options.overlays:
+                masks.update({labelled[(result.task.name, c)]: m for c, m in result.masks.items()})
+            del result
+        extra = {**settings, **({"series": case.series} if case.series else {})}
+        if options.overlays:
+            from ccq.viz.overlays import write_overlays
+
+            pictures = write_overlays(image.array, image.affine, masks, writer.case_dir / OVERLAYS_DIR)
+            extra["overlays"] = [str(p.relative_to(writer.case_dir)) for p in pictures]
+            del image, masks
+        writer.finish(extra, source=prepared.source)
+        echo(f"{case.path.name}: {', '.join(names)} -> {writer.case_dir}")
+        done.append(writer.case_dir)
+    return done
