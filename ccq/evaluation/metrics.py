@@ -1,4 +1,5 @@
-"""Overlap metrics between binary masks (Dice for now; surface distances come later).
+"""Dice between binary masks (HD95 is in :mod:`ccq.evaluation.surface`, both together in
+:mod:`ccq.evaluation.scoring`).
 
 Two Dice definitions, chosen by name (DESIGN §5):
 

@@ -136,6 +136,14 @@ def test_prepared_ground_truth(tree: EvalTree, prepared: Path) -> None:
     assert standard["grid"] == "working" and standard["units"]["hd95"] == "mm"
     with pytest.raises(CCQError, match="differs from the spacing"):
         evaluate_folder(tree.perfect, prepared, spacing=(1.0, 1.0, 1.0), write=False)
+    with pytest.raises(CCQError, match="differs from the collection .* was prepared with"):
+        evaluate_folder(tree.perfect, prepared, collection="mots", write=False)
+
+
+def test_prepared_overlays_use_the_stored_source_ct(tree: EvalTree, prepared: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ccq.viz.overlays")
+    evaluate_folder(tree.pred, prepared, task="spleen", cases=["spleen_001"], out=tmp_path, overlays=True)
+    assert (tmp_path / "overlays" / "spleen_001" / "spleen" / "spleen_axial.png").is_file()
 
 
 def test_writes_reports_and_refuses_to_overwrite(tree: EvalTree, tmp_path: Path) -> None:
