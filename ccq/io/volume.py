@@ -27,13 +27,15 @@ def as_image_volume(volume: VolumeLike, *, series: str | None = None) -> ImageVo
             raise CCQError(f"{volume} holds {len(cases)} NIfTI files; expected one image (predict them one by one)")
         return read_case(cases[0])
     if hasattr(volume, "dataobj") and hasattr(volume, "affine"):  # a nibabel image, without importing nibabel
-        where = f"nibabel image {getattr(volume, 'get_filename', lambda: None)() or '<in memory>'}"
+        filename = getattr(volume, "get_filename", lambda: None)()
+        where = f"nibabel image {filename or '<in memory>'}"
         try:
             data = volume.get_fdata(dtype=np.float32)
         except Exception as err:  # nibabel's many error types: the user needs only that it could not be read
             raise CCQError(f"{where}: cannot read its voxels ({err})") from err
         array, affine = check_volume(data, volume.affine, where)
-        return ImageVolume(array=array, affine=affine, source=where, header=volume.header.copy())
+        source = str(filename) if filename else "<nibabel image>"
+        return ImageVolume(array=array, affine=affine, source=source, header=volume.header.copy())
     if isinstance(volume, tuple | list) and len(volume) == 2:
         array, affine = check_volume(np.asarray(volume[0]), np.asarray(volume[1]), "image array")
         return ImageVolume(array=array, affine=affine, source="<array>")
