@@ -128,3 +128,14 @@ def test_loss_decreases_when_overfitting_one_case(tiny_prepared: Path, tiny_conf
     losses = [r["loss"] for r in read_log(tmp_path / "run") if r["kind"] == "train"]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.7 * first, losses
+
+
+def test_validation_dice_rises_well_above_chance(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    """The demo recipe (AdamW, poly) on the tiny model: held-out Dice climbs from ~0 within 60 iterations
+    (0.59 for the liver organ channel and 0.28 on average when this test was written)."""
+    config = tiny_config.replace(iterations=60, val_every=30, save_every=60, log_every=10, tensorboard=False)
+    Trainer(config, tiny_prepared, tmp_path / "run", progress=False, echo=lambda _: None).fit()
+    val = [r for r in read_log(tmp_path / "run") if r["kind"] == "val"]
+    assert [r["iteration"] for r in val] == [30, 60]
+    assert val[-1]["categories"]["liver/organ"] > 0.3, val[-1]["categories"]
+    assert val[-1]["mean_dice"] > 0.12, val[-1]["categories"]
