@@ -23,7 +23,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # The order here is the order of `ccq --help`: a tour from a first run to one's own data.
-    from ccq.cli import convert, demo, evaluate, phantom, predict, prepare, summary, train
+    from ccq.cli import convert, demo, doctor, evaluate, export, phantom, predict, prepare, summary, train
 
     app.command("demo")(demo.demo)
     app.command("phantom")(phantom.phantom)
@@ -32,7 +32,9 @@ def _register() -> None:
     app.command("predict")(predict.predict)
     app.command("evaluate")(evaluate.evaluate)
     app.command("summary")(summary.summary)
+    app.command("doctor")(doctor.doctor)
     app.command("convert-official")(convert.convert_official)
+    app.command("export")(export.export)
 
 
 _register()
