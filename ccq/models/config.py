@@ -8,11 +8,13 @@ from typing import Any, Literal
 
 from ccq.errors import CCQError
 
-Arch = Literal["ccq", "dodnet"]
+Arch = Literal["ccq", "dodnet", "multinets", "tal", "multihead", "condenc", "conddec"]
 SkipMode = Literal["attentive", "paper", "additive"]
 Activation = Literal["leaky_relu", "relu"]
 
-_ARCHS = ("ccq", "dodnet")
+_ARCHS = ("ccq", "dodnet", "multinets", "tal", "multihead", "condenc", "conddec")
+BASELINE_ARCHS = ("multinets", "tal", "multihead", "condenc", "conddec")
+"""The paper's Table 1 baselines other than DoDNet (docs/baselines.md): the bottleneck F feeds the decoder."""
 _SKIPS = ("attentive", "paper", "additive")
 _ACTIVATIONS = ("leaky_relu", "relu")
 
@@ -25,7 +27,10 @@ class ModelConfig:
     """
 
     arch: Arch = "ccq"
-    """"ccq": queries feed the decoder, two branches (organ, tumor); "dodnet": the bottleneck feeds the decoder."""
+    """"ccq": queries feed the decoder, two branches (organ, tumor); "dodnet": the bottleneck feeds the decoder;
+    the Table 1 baselines (`BASELINE_ARCHS`, docs/baselines.md): "multinets" (one network per task), "tal" (one
+    softmax over every task's classes), "multihead" (one decoder per task), "condenc" (task one-hot as input
+    channels), "conddec" (task-conditioned decoder normalisation)."""
     num_tasks: int = 7
     in_channels: int = 1
     patch_size: tuple[int, int, int] = (64, 192, 192)
@@ -101,11 +106,12 @@ class ModelConfig:
                 self.decoder_channels,
                 f"{expected}: each level's block must output the channels of the next (shallower) skip {skips}",
             )
-        if self.arch == "dodnet" and self.encoder_channels[-1] != skips[-1]:
+        if self.arch != "ccq" and self.encoder_channels[-1] != skips[-1]:
             self._fail(
                 "encoder_channels",
                 self.encoder_channels,
-                "the same last two entries for arch 'dodnet' (its decoder adds the bottleneck to the deepest skip)",
+                f"the same last two entries for arch {self.arch!r} (its decoder adds the bottleneck to the deepest "
+                "skip)",
             )
         channels = (self.stem_channels, *self.encoder_channels, *self.decoder_channels)
         for c in channels:
@@ -117,6 +123,8 @@ class ModelConfig:
             self._fail("decoder_channels", self.decoder_channels, "a last entry divisible by norm_groups")
         if not 0.0 <= self.dropout < 1.0:
             self._fail("dropout", self.dropout, "a probability in [0, 1)")
+        if self.arch in BASELINE_ARCHS and self.image_transformer:
+            self._fail("image_transformer", True, f"False for arch {self.arch!r} (the baselines have none)")
         if self.arch == "ccq" and not self.image_transformer:
             self._fail("image_transformer", False, "True for arch 'ccq' (its queries read the image tokens)")
         if self.arch == "dodnet" and self.image_transformer and self.dim != self.encoder_channels[-1]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ccq.models.ccq_net import CCQNet
-from ccq.models.config import ModelConfig
+from ccq.models.config import BASELINE_ARCHS, ModelConfig
 from ccq.models.decoder import Decoder
 from ccq.models.dodnet import DoDNet
 from ccq.models.encoder import CNNEncoder
@@ -47,8 +47,16 @@ def build_image_transformer(c: ModelConfig, class_token: bool) -> ImageTransform
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """A CCQNet (arch "ccq") or DoDNet (arch "dodnet"); the config is kept as `model.config`."""
+    """A CCQNet (arch "ccq"), DoDNet (arch "dodnet") or Table 1 baseline (`BASELINE_ARCHS`); the config is kept as
+    `model.config`."""
     c = config
+    if c.arch in BASELINE_ARCHS:
+        # Imported here: the baselines build their parts with this module's builders.
+        from ccq.models.baselines import build_baseline
+
+        model = build_baseline(c)
+        model.config = config
+        return model
     encoder = build_encoder(c)
     decoder = build_decoder(c)
     if c.arch == "dodnet":

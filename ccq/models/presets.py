@@ -1,4 +1,5 @@
-"""Named model configurations: the official CCQ, the DoDNet baseline, tiny sizes, and the Table 2 ablations."""
+"""Named model configurations: the official CCQ, the DoDNet baseline, the other Table 1 baselines, tiny sizes, and the
+Table 2 ablations."""
 
 from __future__ import annotations
 
@@ -57,6 +58,28 @@ BASES: dict[str, dict[str, Any]] = {
     "tiny-dodnet": {**_TINY_SIZE, **_DODNET_CHANGES},
 }
 
+# Table 1's other baselines (docs/baselines.md) on DoDNet's backbone (ReLU, additive skips), at the official,
+# demo and tiny sizes: `multinets`, `demo-multinets`, `tiny-multinets`, ...
+TABLE1_BASELINES: tuple[str, ...] = ("multinets", "tal", "multihead", "condenc", "conddec")
+BASES.update(
+    {
+        f"{prefix}{arch}": {**size, **_DODNET_CHANGES, "arch": arch}
+        for arch in TABLE1_BASELINES
+        for prefix, size in (("", {}), ("demo-", _DEMO_SIZE), ("tiny-", _TINY_SIZE))
+    }
+)
+
+TABLE1_ROWS: dict[str, str] = {
+    "multinets": "Multi-Nets",
+    "tal": "TAL",
+    "multihead": "Multi-Head",
+    "dodnet": "DoDNet",
+    "condenc": "Cond-Enc",
+    "conddec": "Cond-Dec",
+    "official": "CCQ",
+}
+"""The preset of each row of the paper's Table 1, in the paper's order."""
+
 # Table 2 of the paper, plus the paper's own Eq. 5 skip gate. Applied on top of a base size.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -99,8 +122,8 @@ def get_preset(
     num_tasks: int | None = None,
     **overrides: Any,
 ) -> ModelConfig:
-    """The configuration called `name` ("official", "dodnet", "demo", "tiny", or BASE+ABLATION), with an optional
-    patch size, task count and any other field overridden."""
+    """The configuration called `name` ("official", "dodnet", "demo", "tiny", a Table 1 baseline such as "tal" or
+    "tiny-multinets", or BASE+ABLATION), with an optional patch size, task count and any other field overridden."""
     base_name, _, ablation = name.partition("+")
     if base_name not in BASES:
         close = difflib.get_close_matches(base_name, list(BASES), n=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -17,10 +18,26 @@ _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("query_generation", ("query_generator.", "task_embed.")),
     ("querying", ("querying.",)),
     ("weighting", ("weighting.", "to_map.")),
+    ("task_conditioning", ("decoder.conditioning.",)),
     ("attentive_skips", ("decoder.gates.",)),
     ("decoder_blocks", ("decoder.blocks.",)),
     ("heads", ("head.",)),
 )
+
+
+# The baselines nest the same parts: Multi-Nets one network per task (`nets.3.encoder.` ...), Multi-Head one
+# decoder and head per task (`decoders.3.`, `heads.3.`), TAL and Cond-Enc one wrapped network (`net.encoder.`).
+# Their names are counted under the part they would have unnested.
+_NESTED = (
+    (re.compile(r"^nets?\.(\d+\.)?"), ""),
+    (re.compile(r"^(decoder|head)s\.\d+\."), r"\1."),
+)
+
+
+def _part_name(pname: str) -> str:
+    for pattern, replacement in _NESTED:
+        pname = pattern.sub(replacement, pname, count=1)
+    return pname
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ def count_parameters_by_part(model: nn.Module) -> dict[str, int]:
     """Parameters per part; every parameter falls in exactly one part (checked)."""
     counts = {name: 0 for name, _ in _PARTS}
     for pname, p in model.named_parameters():
-        part = next((name for name, prefixes in _PARTS if pname.startswith(prefixes)), None)
+        part = next((name for name, prefixes in _PARTS if _part_name(pname).startswith(prefixes)), None)
         if part is None:
             raise RuntimeError(f"parameter {pname} belongs to no summary part")
         counts[part] += p.numel()
