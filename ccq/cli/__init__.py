@@ -23,7 +23,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # The order here is the order of `ccq --help`: a tour from a first run to one's own data.
-    from ccq.cli import convert, demo, doctor, evaluate, export, phantom, predict, prepare, summary, train
+    from ccq.cli import convert, demo, doctor, evaluate, export, phantom, predict, prepare, reproduce, summary, train
 
     app.command("demo")(demo.demo)
     app.command("phantom")(phantom.phantom)
@@ -31,6 +31,7 @@ def _register() -> None:
     app.command("train")(train.train)
     app.command("predict")(predict.predict)
     app.command("evaluate")(evaluate.evaluate)
+    app.command("reproduce")(reproduce.reproduce)
     app.command("summary")(summary.summary)
     app.command("doctor")(doctor.doctor)
     app.command("convert-official")(convert.convert_official)

@@ -1,0 +1,72 @@
+"""`ccq reproduce`: every row of both tables trains, predicts and evaluates at tiny size; reruns skip what is done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ccq.errors import CCQError
+from ccq.reproduce import reproduce, table_rows
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread (as in tests/training)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    from ccq.data.phantom import generate_collection
+    from ccq.data.prepare_run import prepare_collection
+    from ccq.data.preprocessing import PreprocessingConfig
+
+    root = tmp_path_factory.mktemp("repro")
+    collection = generate_collection(root / "raw", cases_per_task=2, test_cases_per_task=1, seed=0,
+                                     tasks=("liver", "colon", "spleen"), shape=(24, 48, 48))  # fmt: skip
+    pre = PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32))
+    assert prepare_collection(collection, None, root / "prepared", pre).ok
+    return root / "prepared"
+
+
+def test_rows_follow_the_paper() -> None:
+    assert [r.label for r in table_rows("table1", "official")] == [
+        "Multi-Nets", "TAL", "Multi-Head", "DoDNet", "Cond-Enc", "Cond-Dec", "CCQ"]  # fmt: skip
+    assert {r.key: r.model for r in table_rows("table1", "tiny")}["tal"] == "tiny-tal"
+    assert {r.key: r.model for r in table_rows("table2", "demo")}["no-cat"] == "demo+no-cat"
+    assert table_rows("table1", "official")[-1].paper == (76.41, 16.80)
+    with pytest.raises(CCQError, match="table3"):
+        table_rows("table3", "tiny")
+
+
+@pytest.mark.parametrize("table", ["table1", "table2"])
+def test_every_row_trains_predicts_and_evaluates(prepared: Path, tmp_path: Path, table: str, one_thread) -> None:
+    out = tmp_path / table
+    messages: list[str] = []
+    result = reproduce(table, prepared, out, size="tiny", train_preset="demo", budget=1, progress=False,
+                       device="cpu", echo=messages.append)  # fmt: skip
+    rows = table_rows(table, "tiny")
+    assert set(result["rows"]) == {r.key for r in rows}
+    for row in rows:
+        summary = json.loads((out / row.key / "summary.json").read_text())
+        assert summary["definition"] == "mots" and summary["n_cases"] == 3
+        assert set(summary["categories"]) == {"liver/organ", "liver/tumor", "colon/tumor", "spleen/organ"}
+        assert (out / row.key / "run" / "last" / "model.safetensors").is_file()
+    table_md = (out / "table.md").read_text()
+    assert all(f"| {r.label} |" in table_md for r in rows)
+    data = json.loads((out / "table.json").read_text())
+    assert [r["key"] for r in data["rows"]] == [r.key for r in rows]
+
+    again: list[str] = []
+    reproduce(table, prepared, out, size="tiny", train_preset="demo", budget=1, progress=False, device="cpu",
+              echo=again.append)  # fmt: skip
+    assert sum("done earlier" in m for m in again) == len(rows)
+    with pytest.raises(CCQError, match="other settings"):
+        reproduce(table, prepared, out, size="tiny", train_preset="demo", budget=2, progress=False, device="cpu")
