@@ -25,11 +25,10 @@ _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-# The baselines nest the same parts: Multi-Nets one network per task (`nets.3.encoder.` ...), Multi-Head one
-# decoder and head per task (`decoders.3.`, `heads.3.`), TAL and Cond-Enc one wrapped network (`net.encoder.`).
-# Their names are counted under the part they would have unnested.
+# Two baselines nest the same parts: Multi-Nets one network per task (`nets.3.encoder.` ...), Multi-Head one
+# decoder and head per task (`decoders.3.`, `heads.3.`). They are counted under the part they would be unnested.
 _NESTED = (
-    (re.compile(r"^nets?\.(\d+\.)?"), ""),
+    (re.compile(r"^nets\.\d+\."), ""),
     (re.compile(r"^(decoder|head)s\.\d+\."), r"\1."),
 )
 

@@ -19,11 +19,11 @@ def build_baseline(c: ModelConfig) -> nn.Module:
     if c.arch == "multinets":
         return MultiNets([SegmentationNet(build_encoder(c), build_decoder(c), build_head(c, 2)) for _ in range(t)])
     if c.arch == "tal":
-        return TALNet(SegmentationNet(build_encoder(c), build_decoder(c), build_head(c, tal_num_classes(t))), t)
+        return TALNet(build_encoder(c), build_decoder(c), build_head(c, tal_num_classes(t)), t)
     if c.arch == "multihead":
         return MultiHead(build_encoder(c), [build_decoder(c) for _ in range(t)], [build_head(c, 2) for _ in range(t)])
     if c.arch == "condenc":
-        return CondEnc(SegmentationNet(build_encoder(c, extra_in_channels=t), build_decoder(c), build_head(c, 2)), t)
+        return CondEnc(build_encoder(c, extra_in_channels=t), build_decoder(c), build_head(c, 2), t)
     if c.arch == "conddec":
         skip_channels = c.encoder_channels[:-1]
         decoder = ConditionedDecoder(

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccq.models.baselines.common import SegmentationNet, grouped
+from ccq.models.baselines.common import grouped
 from ccq.models.ccq_net import as_task_tensor, one_hot_tasks
 from ccq.models.config import Activation, SkipMode
-from ccq.models.decoder import SkipGate
+from ccq.models.decoder import Decoder, SkipGate
 from ccq.models.encoder import CNNEncoder
 from ccq.models.fused import upsample2
 from ccq.models.head import PreHead
@@ -31,16 +31,19 @@ class CondEnc(nn.Module):
     `forward_all_tasks` batches the T passes.
     """
 
-    def __init__(self, net: SegmentationNet, num_tasks: int) -> None:
+    def __init__(self, encoder: CNNEncoder, decoder: Decoder, head: PreHead, num_tasks: int) -> None:
         super().__init__()
         self.num_tasks = num_tasks
-        self.net = net
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
 
     def _run(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         """x: [M, C_in, D, H, W]; task_id: [M] -> logits [M, 2, D, H, W]."""
         code = one_hot_tasks(task_id, self.num_tasks, x.dtype)
         code = code.view(*code.shape, 1, 1, 1).expand(-1, -1, *x.shape[2:])
-        return self.net(torch.cat([x, code], dim=1))
+        skips, feature = self.encoder(torch.cat([x, code], dim=1))
+        return self.head(self.decoder(feature, skips, 1))
 
     def forward(self, x: torch.Tensor, task_id: torch.Tensor | int | list[int]) -> torch.Tensor:
         """x: [B, C_in, D, H, W]; task_id: [B] (or one int) -> logits [B, 2, D, H, W] (organ, tumor)."""

@@ -22,8 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ccq.models.baselines.common import SegmentationNet
 from ccq.models.ccq_net import as_task_tensor
+from ccq.models.decoder import Decoder
+from ccq.models.encoder import CNNEncoder
+from ccq.models.head import PreHead
 
 CLASSES_PER_TASK = 3
 ORGAN_ONLY, ORGAN_AND_TUMOR, TUMOR_ONLY = 0, 1, 2
@@ -72,15 +74,18 @@ class TALNet(nn.Module):
     `forward_all_tasks` returns channels in both modes.
     """
 
-    def __init__(self, net: SegmentationNet, num_tasks: int) -> None:
+    def __init__(self, encoder: CNNEncoder, decoder: Decoder, head: PreHead, num_tasks: int) -> None:
         super().__init__()
         self.num_tasks = num_tasks
         self.num_classes = tal_num_classes(num_tasks)
-        self.net = net
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
 
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, C_in, D, H, W] -> softmax logits [B, K, D, H, W]."""
-        return self.net(x)
+        skips, feature = self.encoder(x)
+        return self.head(self.decoder(feature, skips, 1))
 
     def _channels(self, logits: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         """logits: [B, K, D, H, W]; task_id: [B] -> [B, 2, D, H, W] (float32: log-sum-exps lose bits in half)."""
