@@ -1,4 +1,4 @@
-"""Which (prediction, ground truth) pairs an evaluation scores, and reading them onto the evaluation grid.
+"""Which (prediction, ground truth) pairs an evaluation scores (reading them: `ccq.evaluation.loading`).
 
 Ground truth comes in three forms, told apart by what the folder holds:
 
@@ -9,24 +9,15 @@ Ground truth comes in three forms, told apart by what the folder holds:
 
 Predictions are found as ``PRED/CASE/TASK.nii.gz`` (as ``ccq predict`` writes them) or, for one task,
 ``PRED/CASE.nii.gz``. Both are label maps in the task's own convention (e.g. liver 1, liver tumor 2).
-
-The grid the scores are computed on depends on the definition (`ccq.evaluation.scoring`): "standard" scores the
-native grid of the files with their voxel spacing in mm; "mots" reorients and resamples both label maps (nearest
-neighbour, exactly as ``ccq prepare`` resamples labels) to the working spacing and measures in its voxels. Against
-a prepared folder, the prediction is resampled onto the prepared label's grid (the native label is not stored).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ccq.data import geometry
 from ccq.data.cache import MANIFEST_FILE, PreparedDataset
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.errors import CCQError
@@ -56,24 +47,6 @@ class CaseSource:
             return str(self.gt)
         source = (self.entry or {}).get("source") or {}
         return f"{source.get('label') or 'prepared label'} (prepared: {(self.entry or {}).get('path')})"
-
-
-@dataclass
-class LoadedCase:
-    """A case's two label maps on the evaluation grid, and what its distances are measured in."""
-
-    pred: np.ndarray
-    gt: np.ndarray
-    spacing: tuple[float, ...]
-    """Voxel size per axis for the HD: (1, 1, 1) for "mots", mm for "standard"."""
-    native_pred: np.ndarray
-    """The prediction as stored (file voxel order), for overlays."""
-    affine: np.ndarray
-    """The prediction's voxel -> RAS mm affine."""
-    grid: str = "native"
-    """"native" (the files' own grid) or "working" (resampled to the working spacing, or a prepared grid)."""
-    native_gt: np.ndarray | None = None
-    """The ground truth in file voxel order when it is at hand (raw / flat ground truth)."""
 
 
 # ------------------------------------------------------------------------------------------------ finding
@@ -250,94 +223,3 @@ def collection_sources(
         folder = collection.dataset_dir(task, raw_root)
         out += task_sources(task, pred, folder, cases, flat_predictions=False, images=images)
     return out
-
-
-# ------------------------------------------------------------------------------------------------ reading
-
-
-def _grid_error(affine_a: np.ndarray, affine_b: np.ndarray, shape: Sequence[int]) -> float:
-    """How far (in voxels of grid a) the corners of grid b lie from where grid a puts them."""
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
-    corners_h = np.vstack([corners, np.ones(corners.shape[1])])
-    try:
-        in_a = np.linalg.solve(affine_a, affine_b @ corners_h)[:3]
-    except np.linalg.LinAlgError:
-        return math.inf
-    return float(np.abs(in_a - corners).max())
-
-
-def check_same_grid(
-    case: str, pred_name: str, pred_shape, pred_affine, gt_name: str, gt_shape, gt_affine, what: str = "ground truth"
-) -> None:
-    """Refuse a prediction whose grid is not the ground truth's (shape, or a corner off by > 0.1 voxel)."""
-    if tuple(pred_shape) != tuple(gt_shape):
-        raise CCQError(
-            f"case {case}: prediction {pred_name} has shape {tuple(pred_shape)} but {what} {gt_name} has shape "
-            f"{tuple(gt_shape)}; expected the same grid"
-        )
-    err = _grid_error(np.asarray(gt_affine), np.asarray(pred_affine), pred_shape)
-    if not math.isfinite(err) or err > geometry.AFFINE_TOLERANCE_VOXELS:
-        raise CCQError(
-            f"case {case}: prediction {pred_name} and {what} {gt_name} (both {tuple(pred_shape)}) have affines "
-            f"that differ by {err:.3g} voxels; expected the same grid (tolerance "
-            f"{geometry.AFFINE_TOLERANCE_VOXELS} voxel)"
-        )
-
-
-def _read_label(path: Path, task: TaskSpec, case: str, what: str) -> tuple[np.ndarray, np.ndarray]:
-    array, affine = geometry.load_nifti(path, what=what, case=case, as_float=False)
-    if array.dtype.kind == "f":
-        rounded = np.rint(array)
-        if not np.array_equal(rounded, array):
-            raise CCQError(f"case {case}: {what} {path} holds non-integer values; expected a label map")
-        array = rounded.astype(np.int32)
-    task.check_label_values(array, where=f"case {case}: {what} {path}")
-    return array, affine
-
-
-def _to_working_grid(label: np.ndarray, affine: np.ndarray, spacing: Sequence[float], shape=None) -> np.ndarray:
-    canon, info = geometry.to_canonical(label, affine)
-    return geometry.resample(canon, info.spacing, spacing, order=0, shape=shape)
-
-
-def load_case(source: CaseSource, definition: str, spacing: Sequence[float] | None) -> LoadedCase:
-    """Read a case's prediction and ground truth onto the evaluation grid (see the module docstring).
-
-    ``spacing``: the working grid (z, y, x mm) of the "mots" definition; with a prepared folder its own.
-    """
-    case = source.case_id
-    pred, pred_affine = _read_label(source.pred, source.task, case, "prediction")
-    if source.entry is not None:
-        entry = source.entry
-        check_same_grid(case, str(source.pred), pred.shape, pred_affine, source.gt_name,
-                        entry["original_shape"], entry["original_affine"], what="the prepared case's source")
-        assert source.dataset is not None
-        gt = np.asarray(source.dataset.label(entry, mmap=False))  # the dataset's values on the working grid
-        working = tuple(float(s) for s in entry["spacing"])
-        # Through the source's affine, as `ccq prepare` resampled the label: the same orientation and shape.
-        pred_working = _to_working_grid(pred, np.asarray(entry["original_affine"]), working, shape=gt.shape)
-        hd_spacing = (1.0, 1.0, 1.0) if definition == "mots" else working
-        return LoadedCase(pred_working, gt, hd_spacing, native_pred=pred, affine=pred_affine, grid="working")
-    assert source.gt is not None
-    gt, gt_affine = _read_label(source.gt, source.task, case, "ground truth")
-    check_same_grid(case, str(source.pred), pred.shape, pred_affine, str(source.gt), gt.shape, gt_affine)
-    if definition == "standard":
-        native = tuple(float(v) for v in np.linalg.norm(np.asarray(gt_affine)[:3, :3], axis=0))
-        return LoadedCase(pred, gt, native, native_pred=pred, affine=pred_affine, native_gt=gt)
-    if spacing is None:
-        raise CCQError("the mots definition needs the working spacing (z, y, x mm)")
-    # Both maps through the ground truth's affine: the grids agree within tolerance, and one affine keeps the
-    # two resampled maps voxel for voxel aligned.
-    gt_working = _to_working_grid(gt, gt_affine, spacing)
-    pred_working = _to_working_grid(pred, gt_affine, spacing)
-    return LoadedCase(pred_working, gt_working, (1.0, 1.0, 1.0), native_pred=pred, affine=pred_affine,
-                      grid="working", native_gt=gt)
-
-
-def native_ground_truth(source: CaseSource, loaded: LoadedCase) -> np.ndarray:
-    """The ground truth in the prediction's file voxel order (a prepared label is mapped back, nearest)."""
-    if loaded.native_gt is not None:
-        return loaded.native_gt
-    assert source.entry is not None
-    info = geometry.CanonicalInfo.from_dict(source.entry["canonical"])
-    return geometry.to_original_grid(loaded.gt, info, source.entry["spacing"], order=0)

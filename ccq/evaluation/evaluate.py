@@ -26,17 +26,8 @@ from ccq.data import geometry
 from ccq.data.collection import CHANNELS, Collection, TaskSpec, load_collection
 from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
 from ccq.errors import CCQError
-from ccq.evaluation.cases import (
-    CaseSource,
-    LoadedCase,
-    check_same_grid,
-    collection_sources,
-    is_prepared,
-    load_case,
-    native_ground_truth,
-    prepared_sources,
-    task_sources,
-)
+from ccq.evaluation.cases import CaseSource, collection_sources, is_prepared, prepared_sources, task_sources
+from ccq.evaluation.loading import LoadedCase, channel_masks, check_same_grid, load_case, native_ground_truth
 from ccq.evaluation.report import build_summary, check_reports_free, paper_comparison, write_reports
 from ccq.evaluation.scoring import check_definition, score_masks
 
@@ -112,8 +103,8 @@ def find_sources(
 def score_case(source: CaseSource, loaded: LoadedCase, definition: str) -> list[dict[str, Any]]:
     """One record per channel the task labels: case, task, channel, category, dice, hd95, status, voxel counts."""
     task = source.task
-    pred = task.channel_targets(loaded.pred, check=False)
-    gt = task.channel_targets(loaded.gt, check=False)
+    pred = channel_masks(task, loaded.pred)
+    gt = channel_masks(task, loaded.gt)
     records = []
     for channel, p, g in zip(CHANNELS, pred, gt, strict=True):
         if g is None:  # a channel the dataset does not label is not evaluated
@@ -165,8 +156,8 @@ def write_case_overlays(source: CaseSource, loaded: LoadedCase, out: Path) -> li
     check_same_grid(source.case_id, str(source.pred), loaded.native_pred.shape, loaded.affine, str(source.image),
                     image.shape, affine, what="CT")  # fmt: skip
     task = source.task
-    pred = task.channel_targets(loaded.native_pred, check=False)
-    gt = task.channel_targets(native_ground_truth(source, loaded), check=False)
+    pred = channel_masks(task, loaded.native_pred)
+    gt = channel_masks(task, native_ground_truth(source, loaded))
     masks: dict[str, np.ndarray] = {}
     reference: dict[str, np.ndarray] = {}
     for channel, p, g in zip(CHANNELS, pred, gt, strict=True):
