@@ -8,10 +8,10 @@ The grid depends on the definition (`ccq.evaluation.scoring`):
 * against a prepared folder: the prediction resampled onto the prepared label's grid (the native label is not
   stored), distances in its voxels ("mots") or in mm at the working spacing ("standard").
 
-Only the bounding box of the voxels that are labeled in either map (+1 voxel, or the array's edge) can change a
-score, so both maps are cropped to it right after reading; for "mots" only that box is resampled. Scores are
-exactly those of the whole volumes (the surface rule treats the outside of the array as background, and the
-margin is background), at a fraction of the cost: a 512x512x160 volume shrinks to the box of one organ.
+Only the bounding box of the voxels in a channel the task scores, in either map (+1 voxel, or the array's edge),
+can change a score, so both maps are cropped to it right after reading; for "mots" only that box is resampled.
+Scores are exactly those of the whole volumes (the surface rule treats the outside of the array as background,
+and the margin holds no scored voxel), at a fraction of the cost: a 512x512x160 volume shrinks to one organ's box.
 """
 
 from __future__ import annotations
@@ -100,18 +100,21 @@ def resample_cropped(
     labels: Sequence[np.ndarray],
     spacing: Sequence[float],
     new_spacing: Sequence[float],
+    *,
     shape: Sequence[int] | None = None,
+    mask: np.ndarray | None = None,
     extra: tuple[slice, ...] | None = None,
 ) -> tuple[list[np.ndarray], tuple[slice, ...] | None]:
-    """Nearest-neighbour resampling of same-grid label maps, restricted to the target box around their labeled
-    voxels (+1 voxel); equal to `ccq.data.geometry.resample(order=0)` followed by that crop.
+    """Nearest-neighbour resampling of same-grid label maps, restricted to the target box around the voxels that
+    matter (+1 voxel); equal to `ccq.data.geometry.resample(order=0)` followed by that crop.
 
-    ``shape``: the target shape (default `geometry.target_shape`); ``extra``: a box in target coordinates that the
-    crop must also cover. Returns the crops and the box (None when nothing is labeled).
+    ``mask``: the source voxels that matter (default: those labeled, nonzero, in any map); ``shape``: the target
+    shape (default `geometry.target_shape`); ``extra``: a box in target coordinates that the crop must also
+    cover. Returns the crops and the box (None when nothing matters).
     """
     in_shape = labels[0].shape
     out_shape = geometry.target_shape(in_shape, spacing, new_spacing) if shape is None else tuple(shape)
-    source_box = _labeled_box(*labels, margin=0)
+    source_box = _labeled_box(*labels, margin=0) if mask is None else union_box(mask, mask, margin=0)
     if source_box is None and extra is None:
         return [np.zeros((1, 1, 1), dtype=label.dtype) for label in labels], None
     indices, box = [], []
@@ -164,6 +167,13 @@ def check_labels(label: np.ndarray, task: TaskSpec, where: str) -> None:
         task.check_label_values(np.unique(label[~known]), where=where)
 
 
+def scored_voxels(task: TaskSpec, label: np.ndarray) -> np.ndarray:
+    """Bool mask of the voxels in any channel the task labels (organ or tumor values): all a score depends on."""
+    values = [*(task.organ or ()), *(task.tumor or ())]
+    size = _lookup_size(label)
+    return np.isin(label, values) if size is None else _table(values, size)[label]
+
+
 def channel_masks(task: TaskSpec, label: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(organ, tumor) bool masks of a checked label map, as `TaskSpec.channel_targets` (None = not labeled)."""
     size = _lookup_size(label)
@@ -199,24 +209,22 @@ def load_case(source: CaseSource, definition: str, spacing: Sequence[float] | No
     assert source.gt is not None
     gt, gt_affine = _read_label(source.gt, case, "ground truth")
     check_same_grid(case, str(source.pred), pred.shape, pred_affine, str(source.gt), gt.shape, gt_affine)
-    where_pred, where_gt = f"case {case}: prediction {source.pred}", f"case {case}: ground truth {source.gt}"
+    check_labels(pred, task, f"case {case}: prediction {source.pred}")  # the whole maps, before any crop
+    check_labels(gt, task, f"case {case}: ground truth {source.gt}")
+    scored = scored_voxels(task, pred) | scored_voxels(task, gt)
     if definition == "standard":
-        box = _labeled_box(pred, gt, margin=1)
-        p, g = (pred[box], gt[box]) if box is not None else (pred[:1, :1, :1], gt[:1, :1, :1])
-        # Outside the box every voxel is background (0), which every task declares: checking the box is enough.
-        check_labels(p, task, where_pred)
-        check_labels(g, task, where_gt)
+        box = union_box(scored, scored, margin=1)
+        p, g = (pred[box], gt[box]) if box is not None else (pred[:1, :1, :1] * 0, gt[:1, :1, :1] * 0)
         hd_spacing = tuple(float(v) for v in np.linalg.norm(np.asarray(gt_affine)[:3, :3], axis=0))
         return LoadedCase(p, g, hd_spacing, "native", native_pred=pred, affine=pred_affine, native_gt=gt)
     if spacing is None:
         raise CCQError("the mots definition needs the working spacing (z, y, x mm)")
-    check_labels(pred, task, where_pred)  # before resampling, which may drop a stray voxel
-    check_labels(gt, task, where_gt)
     # Both maps through the ground truth's affine: the grids agree within tolerance, and one affine keeps the two
     # resampled maps voxel for voxel aligned.
     canon_pred, info = geometry.to_canonical(pred, gt_affine)
     canon_gt, _ = geometry.to_canonical(gt, gt_affine)
-    (p, g), _ = resample_cropped([canon_pred, canon_gt], info.spacing, spacing)
+    canon_scored, _ = geometry.to_canonical(scored, gt_affine)
+    (p, g), _ = resample_cropped([canon_pred, canon_gt], info.spacing, spacing, mask=canon_scored)
     return LoadedCase(p, g, (1.0, 1.0, 1.0), "working", native_pred=pred, affine=pred_affine, native_gt=gt)
 
 
@@ -226,12 +234,14 @@ def _load_prepared(source: CaseSource, definition: str, pred: np.ndarray, pred_a
     check_same_grid(case, str(source.pred), pred.shape, pred_affine, source.gt_name,
                     entry["original_shape"], entry["original_affine"], what="the prepared case's source")  # fmt: skip
     check_labels(pred, source.task, where=f"case {case}: prediction {source.pred}")
-    gt = source.dataset.label(entry, mmap=True)  # the dataset's own values on the working grid, checked when prepared
+    gt = np.asarray(source.dataset.label(entry, mmap=True))  # the dataset's values, checked when prepared
     working = tuple(float(s) for s in entry["spacing"])
     # Through the source's affine, as `ccq prepare` resampled the label: the same orientation and shape.
     canon_pred, info = geometry.to_canonical(pred, np.asarray(entry["original_affine"]))
+    gt_scored = scored_voxels(source.task, gt)
     (p,), box = resample_cropped([canon_pred], info.spacing, working, shape=gt.shape,
-                                 extra=_labeled_box(np.asarray(gt), margin=0))  # fmt: skip
+                                 mask=scored_voxels(source.task, canon_pred),
+                                 extra=union_box(gt_scored, gt_scored, margin=0))  # fmt: skip
     g = np.ascontiguousarray(gt[box]) if box is not None else np.zeros((1, 1, 1), dtype=gt.dtype)
     hd_spacing = (1.0, 1.0, 1.0) if definition == "mots" else working
     return LoadedCase(p, g, hd_spacing, "working", native_pred=pred, affine=pred_affine, working_gt=gt)
