@@ -26,7 +26,14 @@ from ccq.data import geometry
 from ccq.data.collection import CHANNELS, Collection, TaskSpec, load_collection
 from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
 from ccq.errors import CCQError
-from ccq.evaluation.cases import CaseSource, collection_sources, is_prepared, prepared_sources, task_sources
+from ccq.evaluation.cases import (
+    CaseSource,
+    collection_sources,
+    is_prepared,
+    nifti_stem,
+    prepared_sources,
+    task_sources,
+)
 from ccq.evaluation.loading import LoadedCase, channel_masks, check_same_grid, load_case, native_ground_truth
 from ccq.evaluation.report import build_summary, check_reports_free, paper_comparison, write_reports
 from ccq.evaluation.scoring import check_definition, score_masks
@@ -86,16 +93,18 @@ def find_sources(
     prepared: Any,
     images: Path | None,
 ) -> list[CaseSource]:
+    """The cases to score: from a prepared folder, one task's folder, or every task of a raw collection root."""
     if prepared is not None:
         return prepared_sources(prepared, tasks, pred, cases, flat_predictions=single_task, images=images)
     if single_task:
         folder = gt
-        try:  # the raw root of the collection: the task's own dataset folder in it
-            candidate = collection.dataset_dir(tasks[0], gt)
-        except CCQError:
-            candidate = None
-        if candidate is not None and candidate != gt and candidate.is_dir():
-            folder = candidate
+        if not any(nifti_stem(p.name) for p in gt.iterdir()):  # not label maps: perhaps the collection's raw root
+            try:
+                candidate = collection.dataset_dir(tasks[0], gt)
+            except CCQError:
+                candidate = None
+            if candidate is not None and candidate.is_dir():
+                folder = candidate
         return task_sources(tasks[0], pred, folder, cases, flat_predictions=True, images=images)
     return collection_sources(collection, tasks, pred, gt, cases, images=images)
 
