@@ -94,3 +94,23 @@ def test_merged_classes_are_interchangeable_and_unlabeled_samples_add_nothing():
 def test_eval_mode_output_is_refused_with_a_message():
     with pytest.raises(ValueError, match=r"TAL model in training mode, \[B, 7, D, H, W\] for 2 tasks"):
         target_adaptive_loss(torch.zeros(1, 2, 1, 1, 3), torch.zeros(1, 2, 1, 1, 3), torch.tensor([0]), num_tasks=2)
+
+
+def test_a_tal_model_trains_validates_and_reloads(tiny_prepared, tiny_config, tmp_path):
+    """Through the trainer: the criterion hook feeds the TAL loss its class logits, validation reads channels."""
+    from ccq.checkpoint import load_checkpoint
+    from ccq.training.run_log import read_log
+    from ccq.training.trainer import Trainer
+
+    config = tiny_config.replace(model="tiny-tal", iterations=2, val_every=2, save_every=2)
+    Trainer(config, tiny_prepared, tmp_path / "run", progress=False, echo=lambda _: None).fit()
+    log = read_log(tmp_path / "run")
+    losses = [r["loss"] for r in log if r["kind"] == "train"]
+    assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses)
+    (val,) = [r for r in log if r["kind"] == "val"]
+    assert set(val["categories"]) == {"liver/organ", "liver/tumor", "colon/tumor", "spleen/organ"}
+    loaded = load_checkpoint(tmp_path / "run" / "last")
+    assert loaded.model_config.arch == "tal" and not loaded.model.training
+    with torch.no_grad():
+        out = loaded.model(torch.zeros(1, 1, *loaded.model_config.patch_size), 1)
+    assert out.shape == (1, 2, *loaded.model_config.patch_size)
