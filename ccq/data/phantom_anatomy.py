@@ -283,15 +283,16 @@ def make_case(
         | ellipsoid(g, jit([1.0, -0.05, -0.38]), size([0.62, 0.45, 0.33]), 0.0, rng),
         "liver": ellipsoid(g, jit([0.3, -0.02, 0.38]), size([0.5, 0.36, 0.36]), rng.uniform(-0.2, 0.2), rng)
         | ellipsoid(g, jit([0.4, 0.18, -0.05]), size([0.28, 0.2, 0.3]), rng.uniform(-0.3, 0.3), rng),
+        # The spleen lies on the left kidney's upper pole (the splenorenal contact).
         "spleen": ellipsoid(
-            g, jit([0.35, -0.2, -0.6]), size([0.3, 0.2, 0.13]), 0.6 + rng.uniform(-0.2, 0.2), rng
+            g, jit([0.3, -0.24, -0.56], 0.02), size([0.3, 0.2, 0.13]), 0.6 + rng.uniform(-0.2, 0.2), rng
         ),
         # The right kidney is pushed into the liver's posterior-inferior surface, as in real anatomy.
         "kidney": ellipsoid(g, jit([-0.05, -0.3, 0.34], 0.02), size([0.34, 0.18, 0.15]), -0.45, rng)
         | ellipsoid(g, jit([0.0, -0.3, -0.34], 0.02), size([0.34, 0.18, 0.15]), 0.45, rng),
         "pancreas": ellipsoid(g, jit([-0.02, 0.02, 0.15], 0.02), size([0.2, 0.17, 0.16]), 0.0, rng)
         | ellipsoid(g, jit([0.06, 0.08, -0.08], 0.02), size([0.13, 0.11, 0.2]), 0.0, rng)
-        | ellipsoid(g, jit([0.14, -0.02, -0.32], 0.02), size([0.11, 0.09, 0.14]), 0.35, rng),
+        | ellipsoid(g, jit([0.2, -0.12, -0.4], 0.02), size([0.11, 0.09, 0.16]), 0.5, rng),
     }
     path = [
         jit(p, 0.03)
@@ -351,7 +352,9 @@ def make_case(
     lumen = (anatomy == ANATOMY["colon"]) & (colon_dist < colon_radius - max(2.0, 1.2 * max(spacing)))
     image[lumen] = hu["colon_lumen"]
     for task, lesion in tumors.items():
-        organ_hu = hu[{"hepatic_vessel": "liver"}.get(task, task)]
+        # A kidney lesion grows deep in the kidney, where the parenchyma around it is the medulla: it is compared
+        # with that (renal cell carcinomas enhance less than the kidney in the portal venous phase).
+        organ_hu = hu[{"hepatic_vessel": "liver", "kidney": "kidney_medulla"}.get(task, task)]
         # Most tumors enhance less than their organ (hypodense); some liver lesions are hyperdense.
         delta = rng.uniform(25, 45) if task in ("liver", "hepatic_vessel") and rng.random() < 0.25 else None
         value = organ_hu + delta if delta is not None else organ_hu - rng.uniform(25, 50)

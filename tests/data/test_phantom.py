@@ -74,9 +74,30 @@ def test_organs_touch_where_anatomy_has_them_touch() -> None:
         right_kidney = anatomy == ANATOMY["kidney"]
         right_kidney[..., : anatomy.shape[2] // 2] = False  # +x is the patient's right (RAS)
         assert (ndimage.binary_dilation(liver) & right_kidney).any(), seed
+        # The spleen rests on the left kidney, and the pancreatic tail reaches the splenic hilum.
+        spleen = anatomy == ANATOMY["spleen"]
+        left_kidney = (anatomy == ANATOMY["kidney"]) & ~right_kidney
+        left_kidney[..., anatomy.shape[2] // 2 :] = False
+        assert (ndimage.binary_dilation(spleen) & left_kidney).any(), seed
+        assert (ndimage.binary_dilation(spleen) & (anatomy == ANATOMY["pancreas"])).any(), seed
         spleen_x = np.argwhere(anatomy == ANATOMY["spleen"])[:, 2].mean()
         liver_x = np.argwhere(liver)[:, 2].mean()
         assert spleen_x < anatomy.shape[2] / 2 < liver_x
+
+
+@pytest.mark.parametrize("task", ["liver", "kidney", "pancreas"])
+def test_organ_tumors_differ_from_the_tissue_around_them(task: str) -> None:
+    """A lesion is visible against the parenchyma it grows in (for the kidney: the medulla, not the cortex)."""
+    for seed in range(3):
+        case = make_case(np.random.default_rng([seed, 9]), tumor_tasks=(task,))
+        image, anatomy = case.image.astype(float), case.anatomy
+        tumor = anatomy == ANATOMY[f"{task}_tumor"]
+        organ = np.isin(anatomy, [ANATOMY[n] for n in TUMOR_REGIONS[task]])
+        ring = ndimage.binary_dilation(tumor, iterations=3) & ~ndimage.binary_dilation(tumor) & organ
+        core = ndimage.binary_erosion(tumor) if ndimage.binary_erosion(tumor).sum() >= 10 else tumor
+        assert ring.sum() >= 20, (task, seed)
+        # Smoothed means: the lesion differs from its surroundings by more than the scanner noise (10-20 HU).
+        assert abs(np.median(image[core]) - np.median(image[ring])) > 20, (task, seed)
 
 
 def test_hu_values_are_ct_like() -> None:
