@@ -9,7 +9,8 @@ vessels (many surface voxels for their volume). For each structure, the median o
 * ``ccq``: `ccq.evaluation.scoring.score_masks` under the "standard" definition (Dice and HD95 in mm, the method
   chosen automatically), and the same forced to each method (``edt``: distance transform of the crop,
   ``kdtree``: nearest surface voxel);
-* ``monai``: ``monai.metrics.compute_hausdorff_distance(percentile=95, spacing=...)`` on the same bool masks;
+* ``monai``: ``monai.metrics.compute_hausdorff_distance(percentile=95, spacing=...)`` on the same bool masks
+  (the four run in turns, so that a shared machine's changing load affects them alike);
 * ``medpy`` (on the ``--medpy-shape`` corner of the volume, ~25x slower): ``medpy.metric.binary.hd95`` with
   spacing (1, 1, 1), against ccq's "mots" definition on the same masks.
 
@@ -110,6 +111,18 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), value
 
 
+def timed_together(fns: dict[str, object], repeats: int) -> dict[str, tuple[float, object]]:
+    """Median seconds and last value of each function, run in turns (a shared CPU's load hits all alike)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    values: dict[str, object] = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            values[name] = fn()  # type: ignore[operator]
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), values[name]) for name in fns}
+
+
 def monai_hd95(pred: np.ndarray, gt: np.ndarray, spacing) -> float:
     import torch
     from monai.metrics import compute_hausdorff_distance
@@ -184,10 +197,13 @@ def main() -> None:
           f"{'ccq hd95':>11}{'monai hd95':>12}")  # fmt: skip
     for name, make in STRUCTURES.items():
         pred, gt = make(shape, rng)
-        ccq_s, ours = timed(lambda p=pred, g=gt: score_masks(p, g, "standard", SPACING), args.repeats)
-        edt_s, _ = timed(lambda p=pred, g=gt: score_masks(p, g, "standard", SPACING, method="edt"), args.repeats)
-        kd_s, _ = timed(lambda p=pred, g=gt: score_masks(p, g, "standard", SPACING, method="kdtree"), args.repeats)
-        monai_s, theirs = timed(lambda p=pred, g=gt: monai_hd95(p, g, SPACING), args.repeats)
+        runs = timed_together({
+            "ccq": lambda p=pred, g=gt: score_masks(p, g, "standard", SPACING),
+            "edt": lambda p=pred, g=gt: score_masks(p, g, "standard", SPACING, method="edt"),
+            "kdtree": lambda p=pred, g=gt: score_masks(p, g, "standard", SPACING, method="kdtree"),
+            "monai": lambda p=pred, g=gt: monai_hd95(p, g, SPACING),
+        }, args.repeats)  # fmt: skip
+        (ccq_s, ours), (edt_s, _), (kd_s, _), (monai_s, theirs) = runs.values()
         row: dict[str, object] = {
             "gt_voxels": int(gt.sum()), "ccq_s": ccq_s, "ccq_edt_s": edt_s, "ccq_kdtree_s": kd_s, "monai_s": monai_s,
             "speedup_vs_monai": monai_s / ccq_s, "ccq_hd95_mm": ours.hd95, "monai_hd95_mm": theirs,
