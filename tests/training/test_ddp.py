@@ -32,7 +32,7 @@ def test_torchrun_two_cpu_processes(tiny_prepared: Path, tmp_path: Path) -> None
         "-m", "ccq", "train", "--preset", "demo", "--config", str(settings), "--data", str(tiny_prepared),
         "--out", str(run), "--iterations", "3", "--no-progress",
     ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("held out for validation") == 1  # only rank 0 speaks
 
