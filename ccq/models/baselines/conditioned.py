@@ -14,7 +14,7 @@ from ccq.models.decoder import Decoder, SkipGate
 from ccq.models.encoder import CNNEncoder
 from ccq.models.fused import upsample2
 from ccq.models.head import PreHead
-from ccq.models.layers import make_conv
+from ccq.models.layers import activation_slope, make_conv
 
 
 def _all_tasks_layout(x: torch.Tensor, task_ids: torch.Tensor | list[int], num_tasks: int) -> torch.Tensor:
@@ -81,7 +81,7 @@ class TaskAffine(nn.Module):
 def _norm_film_act(
     x: torch.Tensor, norm: nn.GroupNorm, film: tuple[torch.Tensor, torch.Tensor], slope: float
 ) -> torch.Tensor:
-    """act(GN(x) * (1 + scale) + shift); x: [M, C, D, H, W], scale and shift: [M, C]."""
+    """act(GN(x) * (1 + scale) + shift), slope 0.0 = ReLU; x: [M, C, D, H, W], scale and shift: [M, C]."""
     scale, shift = (v.view(*v.shape, 1, 1, 1) for v in film)
     y = torch.addcmul(shift, F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps), 1.0 + scale)
     return F.relu(y) if slope == 0.0 else F.leaky_relu(y, slope)
@@ -100,7 +100,7 @@ class ConditionedResBlock(nn.Module):
         weight_std: bool,
     ) -> None:
         super().__init__()
-        self.slope = 0.0 if activation == "relu" else negative_slope
+        self.slope = activation_slope(activation, negative_slope)
         self.norm1 = nn.GroupNorm(norm_groups, in_channels)
         self.conv1 = make_conv(in_channels, out_channels, 3, 1, weight_std)
         self.norm2 = nn.GroupNorm(norm_groups, out_channels)
