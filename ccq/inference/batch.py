@@ -67,8 +67,11 @@ def _intensity_warnings_to(echo: Callable[..., None]):
         yield
 
 
-def run_predict(options: PredictOptions, echo: Callable[..., None] = print) -> list[Path]:
-    """Predict every case of ``options.input_path``; returns the case folders written."""
+def run_predict(options: PredictOptions, echo: Callable[..., None] = print, predictor=None) -> list[Path]:
+    """Predict every case of ``options.input_path``; returns the case folders written.
+
+    ``predictor``: a ready `Predictor` to use instead of loading ``options.model`` with the options' settings
+    (a benchmark's stand-in model, or one loaded once for several runs)."""
     from tqdm import tqdm
 
     from ccq.inference.predictor import Predictor
@@ -78,11 +81,12 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print) -> l
     for case in cases:
         probe_case(case)  # headers only: a bad file in a batch fails now, with nothing written
     # One input: a bar over its windows (minutes on a CPU); several: a bar over the cases.
-    predictor = Predictor(
-        options.model, device=options.device, overlap=options.overlap, tta=options.tta,
-        postprocess=options.postprocess, batch_size=options.batch_size,
-        progress=options.progress and len(cases) == 1,
-    )  # fmt: skip
+    if predictor is None:
+        predictor = Predictor(
+            options.model, device=options.device, overlap=options.overlap, tta=options.tta,
+            postprocess=options.postprocess, batch_size=options.batch_size,
+            progress=options.progress and len(cases) == 1,
+        )  # fmt: skip
     specs = predictor.resolve_tasks(list(options.tasks))
     names = [t.name for t in specs]
     planned = [

@@ -98,10 +98,19 @@ def get_rules(name: str) -> Mapping[str, TaskRule]:
 # ------------------------------------------------------------------------------------------------- components
 
 
+# Full-size temporaries are what costs memory on a whole CT: sizes and centroids are computed without the int64
+# copy `np.bincount` makes of a whole label array, nor the float64 index grids of `ndi.center_of_mass`.
+_CHUNK = 1 << 22
+
+
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(labels int32 of face-connected components, voxel count per label (index 0 = background))."""
-    labels, _ = ndi.label(mask)
-    return labels, np.bincount(labels.ravel())
+    labels, n = ndi.label(mask)
+    flat = labels.reshape(-1)
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    for start in range(0, flat.size, _CHUNK):
+        sizes += np.bincount(flat[start : start + _CHUNK], minlength=n + 1)
+    return labels, sizes
 
 
 def _keep_largest(mask: np.ndarray, n: int) -> np.ndarray:
@@ -115,22 +124,53 @@ def _keep_largest(mask: np.ndarray, n: int) -> np.ndarray:
     return keep[labels]
 
 
+def _centre(mask: np.ndarray) -> np.ndarray | None:
+    """Mean voxel index of a bool mask, from its projections on each axis; None if empty."""
+    total = int(np.count_nonzero(mask))
+    if total == 0:
+        return None
+    axes = range(mask.ndim)
+    counts = [np.count_nonzero(mask, axis=tuple(b for b in axes if b != a)) for a in axes]
+    return np.array([float(np.dot(np.arange(len(c)), c)) / total for c in counts])
+
+
+def _to_world(index: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return affine[:3, :3] @ index + affine[:3, 3]
+
+
 def _centroid_mm(mask: np.ndarray, affine: np.ndarray, offset: np.ndarray) -> np.ndarray | None:
-    if not mask.any():
-        return None
-    centre = np.asarray(ndi.center_of_mass(mask), dtype=np.float64) + offset
-    return affine[:3, :3] @ centre + affine[:3, 3]
+    """World (mm) centroid of ``mask`` (a box whose corner is voxel ``offset``); None if empty."""
+    centre = _centre(mask)
+    return None if centre is None else _to_world(centre + offset, affine)
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box holding every True voxel (components never reach outside it)."""
-    if not mask.any():
-        return None
-    box = []
+def _component_centroids_mm(labels: np.ndarray, index, affine: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """[N, 3] world centroids of the components ``index`` of ``labels``, each within its own bounding box."""
+    boxes = ndi.find_objects(labels)
+    out = []
+    for k in index:
+        box = boxes[int(k) - 1]
+        corner = np.array([s.start for s in box], dtype=np.float64)
+        out.append(_to_world(_centre(labels[box] == k) + corner + offset, affine))
+    return np.array(out).reshape(-1, 3)
+
+
+def _spans(mask: np.ndarray) -> list[tuple[int, int]] | None:
+    spans = []
     for axis in range(mask.ndim):
         hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
+        if not hit.size:
+            return None
+        spans.append((int(hit[0]), int(hit[-1]) + 1))
+    return spans
+
+
+def _bbox(masks: list[np.ndarray]) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel of the masks (components never reach outside it)."""
+    spans = [s for s in map(_spans, masks) if s is not None]
+    if not spans:
+        return None
+    return tuple(slice(min(s[a][0] for s in spans), max(s[a][1] for s in spans)) for a in range(len(spans[0])))
 
 
 # ------------------------------------------------------------------------------------------------------ apply
@@ -145,57 +185,60 @@ def apply_rule(
     organ_includes_tumor: bool,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Clean one task's (organ, tumour) bool masks ([X, Y, Z], the grid of ``affine``); None = a channel the
-    task does not label. Returns new arrays (the inputs are not modified)."""
-    present = [m for m in (organ, tumor) if m is not None]
-    if not present:
-        return organ, tumor
-    union = present[0] if len(present) == 1 else present[0] | present[1]
-    box = _bbox(union)
+    task does not label. The inputs are never modified (an unchanged mask may be returned as it is).
+
+    Works inside the masks' bounding box and never holds more than a few box-sized arrays at once: on a full
+    CT the masks are the size of the volume."""
+    box = _bbox([m for m in (organ, tumor) if m is not None])
     if box is None:
         return organ, tumor
     offset = np.array([s.start for s in box], dtype=np.float64)
-    o = None if organ is None else organ[box].copy()
-    t = None if tumor is None else tumor[box].copy()
-    # "Organ" voxels as the official label map has them (value 1: organ, not tumour), before any clean-up.
-    organ_only = None if o is None else (o & ~t if t is not None else o)
+    o = None if organ is None else organ[box]  # views: every step below makes new arrays
+    t = None if tumor is None else tumor[box]
+    views = (o, t)
     affine = np.asarray(affine, dtype=np.float64)
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    # Centroid of the "organ" voxels as the official label map has them (value 1: organ, not tumour), taken
+    # before any clean-up, for the distance rules.
+    needs_centre = rule.largest_tumor_max_distance_mm is not None or rule.tumor_max_distance_mm is not None
+    c_organ = None
+    if needs_centre and o is not None:
+        c_organ = _centroid_mm(o & ~t if t is not None else o, affine, offset)
 
-    if rule.largest_tumor_max_distance_mm is not None and o is not None and t is not None and t.any():
+    if rule.largest_tumor_max_distance_mm is not None and c_organ is not None and t is not None and t.any():
         labels, sizes = _components(t)
-        largest = labels == (int(np.argmax(sizes[1:])) + 1)
-        c_organ = _centroid_mm(organ_only, affine, offset)
-        c_tumor = _centroid_mm(largest, affine, offset)
-        if c_organ is not None and np.linalg.norm(c_organ - c_tumor) > rule.largest_tumor_max_distance_mm:
-            t &= ~largest
+        largest = int(np.argmax(sizes[1:])) + 1
+        c_tumor = _component_centroids_mm(labels, [largest], affine, offset)[0]
+        if np.linalg.norm(c_organ - c_tumor) > rule.largest_tumor_max_distance_mm:
+            t = labels != largest
+            t &= labels > 0
+        del labels
     if rule.organ_components is not None and o is not None:
-        region = o | t if organ_includes_tumor and t is not None else o
-        o = _keep_largest(region, rule.organ_components)
+        o = _keep_largest(o | t if organ_includes_tumor and t is not None else o, rule.organ_components)
     if rule.tumor_within_organ and o is not None and t is not None:
-        t &= o
+        t = t & o
     if t is not None and rule.tumor_components is not None:
         t = _keep_largest(t, rule.tumor_components)
     if t is not None and rule.small_tumor_ml is not None:
         labels, sizes = _components(t)
         if len(sizes) > 2:  # more than one component: the only one is kept whatever its size
-            small = sizes * voxel_ml <= rule.small_tumor_ml
-            small[0] = False
-            t = t & ~small[labels]
+            keep = sizes * voxel_ml > rule.small_tumor_ml
+            keep[0] = False
+            t = keep[labels]
+        del labels
     if t is not None and rule.tumor_max_distance_mm is not None and o is not None:
-        c_organ = _centroid_mm(organ_only, affine, offset)
         labels, sizes = _components(t)
         keep = np.zeros(len(sizes), dtype=bool)
         if c_organ is not None and len(sizes) > 1:
-            index = np.arange(1, len(sizes))
-            centres = np.asarray(ndi.center_of_mass(t, labels, index), dtype=np.float64).reshape(-1, 3) + offset
-            world = centres @ affine[:3, :3].T + affine[:3, 3]
-            keep[1:] = np.linalg.norm(world - c_organ, axis=1) < rule.tumor_max_distance_mm
+            centres = _component_centroids_mm(labels, range(1, len(sizes)), affine, offset)
+            keep[1:] = np.linalg.norm(centres - c_organ, axis=1) < rule.tumor_max_distance_mm
         t = keep[labels]
+        del labels
 
     def paste(full: np.ndarray | None, part: np.ndarray | None) -> np.ndarray | None:
-        if full is None or part is None:
-            return full
-        out = np.zeros_like(full, dtype=bool)
+        if full is None or part is None or any(part is v for v in views):
+            return full  # unchanged
+        out = np.zeros(full.shape, dtype=bool)
         out[box] = part
         return out
 

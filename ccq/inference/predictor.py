@@ -38,6 +38,10 @@ STORE_DTYPE = torch.float16
 2^-11, far below what changes a thresholded voxel in practice."""
 
 
+_SLAB_VOXELS = 1 << 23
+"""Voxels of the input's grid resampled at a time when mapping a channel back (32 MB of float32)."""
+
+
 def inference_device(device: str | torch.device | None) -> torch.device:
     """`ccq.utils.device.resolve_device`, plus a clear error for an unavailable Apple GPU ("mps")."""
     if str(device).startswith("mps") and not torch.backends.mps.is_available():
@@ -205,27 +209,54 @@ class Predictor:
             for channel in CHANNELS:
                 if (task.name, channel) not in keys:
                     continue  # the network predicts it, but this dataset has no value for it
-                working = probs[keys.index((task.name, channel))].float().numpy()
-                back = geometry.to_original_grid(working, prepared.info, self.preprocessing.spacing, order=1)
-                del working
-                masks[channel] = back > self.threshold
-                if keep_probabilities:
-                    kept[channel] = back.astype(np.float16)
-                del back
+                masks[channel], kept_channel = self._back_to_input(
+                    probs[keys.index((task.name, channel))], prepared.info, keep_probabilities
+                )
+                if kept_channel is not None:
+                    kept[channel] = kept_channel
             rule = self.rules.get(task.name)
             if rule is not None:
                 organ_includes_tumor = task.organ is not None and set(task.tumor or ()) <= set(task.organ)
                 masks["organ"], masks["tumor"] = apply_rule(
                     rule, masks["organ"], masks["tumor"], prepared.affine, organ_includes_tumor=organ_includes_tumor
                 )
-            label = task.to_output_labels(masks["organ"], masks["tumor"])
-            yield TaskResult(
+            result = TaskResult(
                 task=task,
-                label=label,
+                label=task.to_output_labels(masks["organ"], masks["tumor"]),
                 masks={c: m for c, m in masks.items() if m is not None},
                 probabilities=kept if keep_probabilities else None,
                 rule=rule,
             )
+            del masks, kept  # only the result holds this task's arrays: gone once the caller drops it
+            yield result
+            del result
+
+    def _back_to_input(
+        self, working: torch.Tensor, info: CanonicalInfo, keep_probabilities: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One channel [D, H, W] on the prepared grid -> (mask, float16 probabilities or None) on the input's grid.
+
+        `ccq.data.geometry.to_original_grid` taken apart so that no full-size float32 array is ever made: linear
+        resampling is separable, so the slice axis is resampled first on the (small) prepared grid, then slabs of
+        output slices are resampled in-plane and thresholded one after another; only the mask (1 byte a voxel) is
+        reoriented into the file's voxel order."""
+        spacing, (z, y, x) = self.preprocessing.spacing, info.shape
+        slices = geometry.resample(
+            working.float().numpy(), spacing, (info.spacing[0], *spacing[1:]), order=1, shape=(z, *working.shape[1:])
+        )
+        mask = np.empty(info.shape, dtype=bool)
+        kept = np.empty(info.shape, dtype=np.float16) if keep_probabilities else None
+        step = max(1, _SLAB_VOXELS // (y * x))
+        for a in range(0, z, step):
+            slab = slices[a : a + step]
+            part = geometry.resample(
+                slab, (1.0, *spacing[1:]), (1.0, *info.spacing[1:]), order=1, shape=(len(slab), y, x)
+            )
+            np.greater(part, self.threshold, out=mask[a : a + step])
+            if kept is not None:
+                kept[a : a + step] = part
+        del slices
+        return geometry.from_canonical(mask, info), None if kept is None else geometry.from_canonical(kept, info)
 
     def predict(
         self,

@@ -106,3 +106,26 @@ def test_rule_validation_and_presets() -> None:
         "tumor_within_organ": True,
         "tumor_components": 1,
     }
+
+
+def test_centroids_and_sizes_match_scipy() -> None:
+    import scipy.ndimage as ndi
+
+    from ccq.inference.postprocess import _centroid_mm, _component_centroids_mm, _components
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((30, 25, 20)) > 0.7
+    affine = np.array([[0.8, 0.1, 0, -5], [0, 0.9, 0, 3], [0.05, 0, 2.5, 7], [0, 0, 0, 1]])
+    offset = np.array([3.0, 4.0, 5.0])
+    labels, sizes = _components(mask)
+    expected_labels, n = ndi.label(mask)
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_array_equal(sizes, np.bincount(expected_labels.ravel(), minlength=n + 1))
+    index = np.arange(1, n + 1)
+    voxel = np.array(ndi.center_of_mass(mask, labels, index)) + offset
+    np.testing.assert_allclose(
+        _component_centroids_mm(labels, index, affine, offset), voxel @ affine[:3, :3].T + affine[:3, 3], atol=1e-9
+    )
+    whole = np.array(ndi.center_of_mass(mask)) + offset
+    np.testing.assert_allclose(_centroid_mm(mask, affine, offset), affine[:3, :3] @ whole + affine[:3, 3], atol=1e-9)
+    assert _centroid_mm(np.zeros((3, 3, 3), bool), affine, offset) is None

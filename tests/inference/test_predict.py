@@ -245,3 +245,22 @@ def test_bad_settings_are_one_line_errors(tiny_checkpoint: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(CCQError, match="no CUDA GPU"):
             Predictor(tiny_checkpoint, device="cuda")
+
+
+def test_slab_by_slab_mapping_back_equals_the_whole_volume_at_once(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ccq.data import geometry
+    from ccq.inference import predictor as module
+
+    monkeypatch.setattr(module, "_SLAB_VOXELS", 3 * 40 * 34)  # 3 output slices a slab: many slabs
+    predictor = Predictor(tiny_checkpoint, device="cpu")
+    _, info = geometry.to_canonical(np.zeros((40, 34, 10), np.float32), RESAMPLED["anisotropic"])
+    shape = geometry.target_shape(info.shape, info.spacing, predictor.preprocessing.spacing)
+    working = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    mask, kept = predictor._back_to_input(working, info, keep_probabilities=True)
+    whole = geometry.to_original_grid(working.numpy(), info, predictor.preprocessing.spacing, order=1)
+    assert mask.shape == kept.shape == (40, 34, 10)
+    np.testing.assert_allclose(kept.astype(np.float32), whole, atol=1e-3)
+    near = np.abs(whole - 0.5) < 1e-5  # rounding may only flip voxels on the threshold itself
+    np.testing.assert_array_equal(mask[~near], (whole > 0.5)[~near])
