@@ -62,13 +62,18 @@ def memory_format(channels_last: bool) -> torch.memory_format:
 
 
 def checkpointed_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules whose activations are recomputed: each encoder stage and each decoder block (the bulk of a
-    U-Net's stored activations; the transformer's 72 tokens are not worth it)."""
+    """The modules whose activations are recomputed: each stage of every CNN encoder and each block of every
+    decoder in the model (the bulk of a U-Net's stored activations; the transformer's 72 tokens are not worth
+    it). Found by type, so baselines with one encoder or decoder per task are covered too."""
+    from ccq.models.decoder import Decoder
+    from ccq.models.encoder import CNNEncoder
+
     found: list[nn.Module] = []
-    for owner, attribute in (("encoder", "stages"), ("decoder", "blocks")):
-        container = getattr(getattr(model, owner, None), attribute, None)
-        if isinstance(container, nn.ModuleList):
-            found.extend(container)
+    for module in model.modules():
+        if isinstance(module, CNNEncoder):
+            found.extend(module.stages)
+        elif isinstance(module, Decoder):
+            found.extend(module.blocks)
     return found
 
 

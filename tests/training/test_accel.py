@@ -79,3 +79,13 @@ def test_tensorboard_scalars(tmp_path: Path) -> None:
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 0.5), (2, 0.25)]
     assert not Scalars(tmp_path / "off", enabled=False).active
+
+
+@pytest.mark.parametrize("preset", ["tiny-multinets", "tiny-multihead"])
+def test_activation_checkpointing_covers_per_task_networks(preset: str) -> None:
+    model = build_model(get_preset(preset, num_tasks=3))
+    encoders = [m for m in model.modules() if type(m).__name__ == "CNNEncoder"]
+    decoders = [m for m in model.modules() if type(m).__name__ == "Decoder"]
+    assert len(decoders) == 3  # one per task
+    expected = sum(len(e.stages) for e in encoders) + sum(len(d.blocks) for d in decoders)
+    assert accel.enable_activation_checkpointing(model) == expected
