@@ -216,7 +216,11 @@ PRESETS: dict[str, TrainConfig] = {
 
 def get_train_preset(name: str) -> TrainConfig:
     if name not in PRESETS:
-        raise CCQError(f"unknown training preset {name!r}: expected one of {', '.join(PRESETS)}")
+        import difflib
+
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise CCQError(f"unknown training preset {name!r}{hint}: expected one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
