@@ -28,6 +28,7 @@ import torch
 
 from ccq.checkpoint import load_checkpoint, resolve_model_path
 from ccq.errors import CCQError
+from ccq.export.onnx_ops import accurate_group_norm
 from ccq.export.spec import INPUT_NAME, OUTPUT_NAME, companion_path_name, deployment_spec
 from ccq.export.wrappers import AllTasksNet, TaskFixedNet
 from ccq.utils import fs
@@ -205,17 +206,18 @@ def _export_onnx(wrapper: torch.nn.Module, window: torch.Tensor, path: Path) -> 
         # one that handles this model (DeprecationWarning): see the module docstring.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            wrapper,
-            (window,),
-            str(path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            do_constant_folding=True,
-        )
-    return f"torch.onnx.export (TorchScript-based, dynamo=False), opset {ONNX_OPSET}"
+        with accurate_group_norm(ONNX_OPSET):
+            torch.onnx.export(
+                wrapper,
+                (window,),
+                str(path),
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                do_constant_folding=True,
+            )
+    return f"torch.onnx.export (TorchScript-based, dynamo=False), opset {ONNX_OPSET}, GroupNorm as axis-wise means"
 
 
 def _run_onnx(path: Path, window: torch.Tensor) -> tuple[np.ndarray, str]:
