@@ -38,8 +38,10 @@ SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 """File suffixes that name the format when none is given."""
 ALL_TASKS = "all"
 ONNX_OPSET = 17
-CHECK_TOLERANCE = 1e-3
-"""Largest difference from PyTorch accepted in the export check, relative to max(1, largest |logit|)."""
+CHECK_TOLERANCE = 5e-3
+"""Largest difference from PyTorch accepted in the export check, relative to max(1, largest |logit|). float32
+noise alone reaches 8e-4 on the official model at 64x192x192 (ONNX Runtime, random weights); a wrong translation
+(GroupNorm as InstanceNormalization: 0.035) is well above it."""
 CHECK_SEED = 0
 
 
