@@ -24,7 +24,19 @@ from matplotlib.lines import Line2D
 
 from ccq.errors import CCQError
 from ccq.utils.fs import replace_atomically
-from ccq.viz.views import VIEWS, Panel, Volume, best_slice, canonical_volume, crop, crop_box, overview_slice, panel
+from ccq.viz.views import (
+    VIEWS,
+    Panel,
+    Volume,
+    area_profiles,
+    best_slice,
+    canonical_volume,
+    crop,
+    crop_box,
+    n_slices,
+    overview_slice,
+    panel,
+)
 
 WINDOW_HU = (40.0, 400.0)
 """(level, width) of the soft-tissue window: -160 HU shows black, 240 HU white."""
@@ -95,18 +107,18 @@ def write_overlays(
     paths = overlay_files(names, out_dir, prefix=prefix)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    profiles = area_profiles(volume)
     written: list[Path] = []
     for i, name in enumerate(names):
-        union = volume.union(name)
-        if not union.any():
+        if not profiles[name][VIEWS[0]].any():
             continue
         for view, path in zip(VIEWS, paths[2 * i : 2 * i + 2], strict=True):
-            p = panel(volume, view, best_slice(union, view), [name])
+            p = panel(volume, view, best_slice(profiles[name][view]), [name])
             keep = p.masks.get(name, np.zeros(p.ct.shape, dtype=bool)) | p.reference.get(name, False)
             p = crop(p, *crop_box(keep, p.row_mm, p.col_mm))
             fig = _figure([p], colours, volume, title=name, names=[name])
             written.append(_save(fig, path))
-    panels = [panel(volume, view, overview_slice(volume, view), names) for view in VIEWS]
+    panels = [panel(volume, view, overview_slice(profiles, view, n_slices(volume, view)), names) for view in VIEWS]
     fig = _figure(panels, colours, volume, title="all structures", names=names)
     written.append(_save(fig, paths[-1]))
     return written

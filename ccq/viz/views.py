@@ -8,6 +8,9 @@ convention is a matter of indexing:
 * axial ``a[k]``: rows anterior (top) -> posterior, columns patient-right (image left) -> patient-left (image right);
 * coronal ``a[:, j]`` with its rows reversed: rows superior (top) -> inferior, columns as in the axial view.
 
+The reorientation is a permutation and flips of the axes, so it is taken as numpy *views*: drawing a 512x512x300
+CT with a dozen structures copies no volume, only the slices shown.
+
 Pixels are not square on most CT grids (0.8 mm in-plane, 1.5-5 mm between slices); a `Panel` carries the spacing
 of its rows and columns so the picture is drawn in millimetres, with the true aspect ratio.
 """
@@ -18,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel import orientations as nio
 
-from ccq.data.geometry import to_canonical
+from ccq.data.geometry import CANONICAL_AXCODES
 from ccq.errors import CCQError
 
 VIEWS = ("axial", "coronal")
@@ -37,9 +41,9 @@ class Volume:
     """A CT and its masks on the canonical ``[z, y, x]`` grid."""
 
     ct: np.ndarray
-    """[Z, Y, X] HU."""
+    """[Z, Y, X] HU (a view of the caller's array, in its dtype)."""
     masks: dict[str, np.ndarray]
-    """Label name -> [Z, Y, X] bool (the prediction)."""
+    """Label name -> [Z, Y, X] bool (the prediction; views of the caller's arrays)."""
     reference: dict[str, np.ndarray]
     """Label name -> [Z, Y, X] bool (ground truth); empty when none was given."""
     spacing: tuple[float, float, float]
@@ -53,12 +57,9 @@ class Volume:
         return list(self.masks) + [n for n in self.reference if n not in self.masks]
 
     def union(self, name: str) -> np.ndarray:
-        """[Z, Y, X] bool: where the prediction or the reference has the structure."""
-        out = np.zeros(self.ct.shape, dtype=bool)
-        for group in (self.masks, self.reference):
-            if name in group:
-                out |= group[name]
-        return out
+        """[Z, Y, X] bool: where the prediction or the reference has the structure (no copy if only one has it)."""
+        parts = [group[name] for group in (self.masks, self.reference) if name in group]
+        return parts[0] if len(parts) == 1 else parts[0] | parts[1]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _as_masks(masks: Mapping[str, np.ndarray] | None, shape: tuple[int, ...], wh
         arr = np.asarray(mask)
         if arr.shape != shape:
             raise CCQError(f"write_overlays: {what} {name!r} has shape {arr.shape}; expected the image's {shape}")
-        out[str(name)] = arr.astype(bool, copy=False)
+        out[str(name)] = arr if arr.dtype == bool else arr != 0
     return out
 
 
@@ -97,50 +98,67 @@ def canonical_volume(
     masks: Mapping[str, np.ndarray],
     reference: Mapping[str, np.ndarray] | None = None,
 ) -> Volume:
-    """Reorient a file-order image ``[X, Y, Z]`` and its masks (same shape) to the canonical grid.
+    """Reorient a file-order image ``[X, Y, Z]`` and its masks (same shape) to the canonical grid, as views.
 
-    Raises CCQError for a non-3D image, a mask of another shape, or an affine that is not an invertible 4x4.
+    The same axis permutation and flips as `ccq.data.geometry.to_canonical` (oblique affines snap to the closest
+    axes). Raises CCQError for a non-3D image, a mask of another shape, or an affine that is not an invertible 4x4.
     """
     image = np.asarray(image)
     if image.ndim != 3:
         raise CCQError(f"write_overlays: image of shape {image.shape}; expected a 3D CT volume")
     affine = np.asarray(affine, dtype=np.float64)
-    if affine.shape != (4, 4):
-        raise CCQError(f"write_overlays: affine of shape {affine.shape}; expected 4x4")
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) == 0:
+        raise CCQError(f"write_overlays: affine {affine.tolist()}; expected an invertible 4x4 voxel -> RAS matrix")
     pred = _as_masks(masks, image.shape, "mask")
     ref = _as_masks(reference, image.shape, "reference mask")
-    ct, info = to_canonical(image.astype(np.float32, copy=False), affine)
+    ornt = nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt(CANONICAL_AXCODES))
+
+    def view(a: np.ndarray) -> np.ndarray:
+        return nio.apply_orientation(a, ornt).transpose(2, 1, 0)  # flips and a transpose: a view, no copy
+
+    # LPS voxel (i, j, k) -> world, then the z-major axis order (z, y, x) = (k, j, i).
+    affine_zyx = (affine @ nio.inv_ornt_aff(ornt, image.shape))[:, [2, 1, 0, 3]]
+    spacing = tuple(float(v) for v in np.linalg.norm(affine_zyx[:3, :3], axis=0))
     return Volume(
-        ct=ct,
-        masks={n: to_canonical(m, affine)[0] for n, m in pred.items()},
-        reference={n: to_canonical(m, affine)[0] for n, m in ref.items()},
-        spacing=info.spacing,
-        affine=np.asarray(info.affine),
+        ct=view(image),
+        masks={n: view(m) for n, m in pred.items()},
+        reference={n: view(m) for n, m in ref.items()},
+        spacing=spacing,  # type: ignore[arg-type]
+        affine=affine_zyx,
     )
 
 
-def best_slice(mask: np.ndarray, view: str) -> int | None:
-    """Index of the ``view`` slice with the most voxels of ``mask`` [Z, Y, X] (the first of ties); None if empty."""
-    axis = _VIEW_AXIS[view]
-    area = mask.sum(axis=tuple(a for a in range(3) if a != axis))
-    return int(np.argmax(area)) if area.any() else None
-
-
-def overview_slice(volume: Volume, view: str) -> int:
-    """The ``view`` slice that cuts the most structures (ties: the most foreground); the middle one if all are empty."""
-    axis = _VIEW_AXIS[view]
-    others = tuple(a for a in range(3) if a != axis)
-    present = np.zeros(volume.ct.shape[axis], dtype=np.int64)
-    area = np.zeros(volume.ct.shape[axis], dtype=np.int64)
+def area_profiles(volume: Volume) -> dict[str, dict[str, np.ndarray]]:
+    """Per structure and view: how many voxels of it (prediction or reference) each slice holds."""
+    out = {}
     for name in volume.names:
-        per_slice = volume.union(name).sum(axis=others)
-        present += per_slice > 0
-        area += per_slice
+        union = volume.union(name)
+        out[name] = {view: union.sum(axis=tuple(a for a in range(3) if a != axis)) for view, axis in _VIEW_AXIS.items()}
+    return out
+
+
+def best_slice(profile: np.ndarray) -> int | None:
+    """The slice with the most voxels (the first of ties) of a structure's area profile; None if it is empty."""
+    return int(np.argmax(profile)) if profile.any() else None
+
+
+def overview_slice(profiles: dict[str, dict[str, np.ndarray]], view: str, n_slices: int) -> int:
+    """The ``view`` slice that cuts the most structures (ties: the most foreground); the middle one if all are empty."""
+    present = np.zeros(n_slices, dtype=np.int64)
+    area = np.zeros(n_slices, dtype=np.int64)
+    for per_view in profiles.values():
+        present += per_view[view] > 0
+        area += per_view[view]
     if not area.any():
-        return volume.ct.shape[axis] // 2
-    # Lexicographic: structures first, then area (area < total voxels, so this key cannot overflow a tie).
+        return n_slices // 2
+    # Lexicographic: structures first, then area (area <= max area, so the weight keeps the two apart).
     key = present * (int(area.max()) + 1) + area
     return int(np.argmax(key))
+
+
+def n_slices(volume: Volume, view: str) -> int:
+    """How many ``view`` slices the volume has."""
+    return volume.ct.shape[_VIEW_AXIS[view]]
 
 
 def _world_along(volume: Volume, view: str, index: int) -> str:
@@ -166,7 +184,7 @@ def panel(volume: Volume, view: str, index: int, names: list[str]) -> Panel:
         row_mm = sz
     n = volume.ct.shape[_VIEW_AXIS[view]]
     return Panel(
-        ct=np.ascontiguousarray(cut(volume.ct)),
+        ct=np.ascontiguousarray(cut(volume.ct), dtype=np.float32),
         masks={k: np.ascontiguousarray(cut(volume.masks[k])) for k in names if k in volume.masks},
         reference={k: np.ascontiguousarray(cut(volume.reference[k])) for k in names if k in volume.reference},
         row_mm=float(row_mm),

@@ -8,9 +8,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from ccq.data.geometry import to_canonical
 from ccq.errors import CCQError
 from ccq.viz import overlay_files, write_overlays
-from ccq.viz.views import best_slice, canonical_volume, panel
+from ccq.viz.views import area_profiles, best_slice, canonical_volume, panel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SHAPE = (48, 40, 10)  # RAS file order: i towards the patient's right, j anterior, k superior
@@ -75,14 +76,30 @@ def test_axial_view_is_radiological_and_coronal_has_superior_up() -> None:
     marker = np.zeros(SHAPE, dtype=bool)
     marker[2, 30, 8] = True  # patient's left (small i), anterior (large j), superior (large k)
     volume = canonical_volume(ct, RAS, {"m": marker})
-    axial = panel(volume, "axial", best_slice(volume.masks["m"], "axial"), ["m"])
+    profile = area_profiles(volume)["m"]
+    axial = panel(volume, "axial", best_slice(profile["axial"]), ["m"])
     r, c = np.argwhere(axial.masks["m"])[0]
     assert c > axial.ct.shape[1] / 2 and r < axial.ct.shape[0] / 2  # image right, top (anterior)
     assert (axial.row_mm, axial.col_mm) == (2.0, 2.0) and axial.edges == ("A", "P", "R", "L")
-    coronal = panel(volume, "coronal", best_slice(volume.masks["m"], "coronal"), ["m"])
+    coronal = panel(volume, "coronal", best_slice(profile["coronal"]), ["m"])
     r, c = np.argwhere(coronal.masks["m"])[0]
     assert c > coronal.ct.shape[1] / 2 and r < coronal.ct.shape[0] / 2  # image right, top (superior)
     assert (coronal.row_mm, coronal.col_mm) == (3.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "affine",
+    [RAS, LPS, RAS[:, [2, 1, 0, 3]], np.array([[0, -2.0, 0, 5], [0, 0, 3.0, -7], [2.0, 0, 0.3, 1], [0, 0, 0, 1]])],
+    ids=["RAS", "LPS", "slices-first", "oblique-permuted"],
+)
+def test_canonical_views_equal_the_pipelines_reorientation_without_copies(affine):
+    ct, masks = phantom("left")
+    volume = canonical_volume(ct, affine, masks)
+    expected, info = to_canonical(ct, affine)
+    assert np.array_equal(volume.ct, expected)
+    assert np.array_equal(volume.masks["organ"], to_canonical(masks["organ"].astype(np.uint8), affine)[0] > 0)
+    assert volume.spacing == pytest.approx(info.spacing) and np.allclose(volume.affine, np.asarray(info.affine))
+    assert np.shares_memory(volume.ct, ct) and np.shares_memory(volume.masks["body"], masks["body"])
 
 
 def test_ras_lps_and_slices_first_files_give_the_same_picture(tmp_path: Path) -> None:
