@@ -111,20 +111,25 @@ class _RollingStitch:
         self.norm[region] += w
 
     def flush(self, upto: int) -> None:
-        """Write the final padded slices [base, upto) into ``out`` and slide the sums forward."""
+        """Write the final padded slices [base, upto) into ``out`` and slide the sums forward.
+
+        Channel by channel, so the temporaries are one channel's slab, not all channels' (on a full CT at the
+        official spacing, a slab of all 11 MOTS channels is about 400 MB)."""
         n = upto - self.base
         d, h, w = self.out.shape[1:]
         bz, by, bx = self.before
         lo, hi = max(self.base, bz), min(upto, bz + d)
-        if hi > lo:
-            a, b = lo - self.base, hi - self.base
-            part = self.total[:, a:b, by : by + h, bx : bx + w] / self.norm[a:b, by : by + h, bx : bx + w]
-            self.out[:, lo - bz : hi - bz] = part.to(self.out.dtype)
         keep = self.depth - n
+        for c in range(self.total.shape[0]):
+            if hi > lo:
+                a, b = lo - self.base, hi - self.base
+                part = self.total[c, a:b, by : by + h, bx : bx + w] / self.norm[a:b, by : by + h, bx : bx + w]
+                self.out[c, lo - bz : hi - bz] = part
+            if keep > 0:
+                self.total[c, :keep] = self.total[c, n:].clone()
+            self.total[c, max(keep, 0) :] = 0
         if keep > 0:
-            self.total[:, :keep] = self.total[:, n:].clone()
             self.norm[:keep] = self.norm[n:].clone()
-        self.total[:, max(keep, 0) :] = 0
         self.norm[max(keep, 0) :] = 0
         self.base = upto
 
@@ -219,7 +224,9 @@ def predict_channels(
             chunk = starts[first : first + batch_size]
             x = torch.stack([volume[tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True))] for st in chunk])
             probs = _window_probabilities(model, x[:, None].to(device), tasks_dev, tta)  # [N, T, 2, d, h, w]
-            weighted = (probs[:, task_index, channel_index] * weights).cpu()  # [N, C, d, h, w]
+            weighted = probs[:, task_index, channel_index]  # [N, C, d, h, w], a copy (advanced indexing)
+            del probs
+            weighted = weighted.mul_(weights).cpu()
             for st, p in zip(chunk, weighted, strict=True):
                 stitch.add(st, patch, p, weights_cpu)
             bar.update(len(chunk))
