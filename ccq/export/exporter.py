@@ -240,7 +240,7 @@ def _export_torchscript(wrapper: torch.nn.Module, window: torch.Tensor, path: Pa
         warnings.simplefilter("ignore", DeprecationWarning)
         # check_trace re-traces and re-runs the graph (4x the time); the comparison below is the real check.
         traced = torch.jit.trace(wrapper, (window,), check_trace=False)
-    torch.jit.save(traced, str(path))
+        torch.jit.save(traced, str(path))
     return "torch.jit.trace"
 
 

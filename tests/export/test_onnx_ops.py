@@ -12,6 +12,11 @@ from ccq.export.onnx_ops import accurate_group_norm
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
+# GroupNorm's own shape check is traced as a constant (TracerWarning); the legacy exporter is deprecated.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 
 def export_and_run(module: torch.nn.Module, x: torch.Tensor, path: Path) -> np.ndarray:
@@ -20,7 +25,6 @@ def export_and_run(module: torch.nn.Module, x: torch.Tensor, path: Path) -> np.n
     return session.run(None, {"x": x.numpy()})[0]
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("shape", [(1, 4, 64, 96, 96), (2, 6, 50)])
 def test_group_norm_matches_pytorch_on_large_groups(tmp_path, shape):
     torch.manual_seed(0)
@@ -39,7 +43,6 @@ def test_group_norm_matches_pytorch_on_large_groups(tmp_path, shape):
     assert "InstanceNormalization" not in ops and "ReduceMean" in ops
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_the_default_translation_is_restored_afterwards(tmp_path):
     gn = torch.nn.GroupNorm(2, 4).eval()
     x = torch.randn(1, 4, 3, 4, 5)
