@@ -19,12 +19,18 @@ def as_task_tensor(
     task_id: torch.Tensor | int | list[int], batch: int, num_tasks: int, device: torch.device
 ) -> torch.Tensor:
     """Task ids as a LongTensor [batch]; an int applies to every sample. Out-of-range ids raise ValueError."""
+    if isinstance(task_id, int | list):  # checked as Python values: no data-dependent branch for exporters
+        ids = [task_id] if isinstance(task_id, int) else task_id
+        if any(not 0 <= int(i) < num_tasks for i in ids):
+            raise ValueError(f"task ids {ids} out of range: the model knows tasks 0..{num_tasks - 1}")
     t = torch.as_tensor(task_id, dtype=torch.long, device=device).reshape(-1)
     if t.numel() == 1 and batch != 1:
         t = t.expand(batch)
     if t.numel() != batch:
         raise ValueError(f"got {t.numel()} task ids for a batch of {batch}")
-    if t.device.type != "meta" and bool(((t < 0) | (t >= num_tasks)).any()):
+    # A tensor's values can only be checked eagerly (not on the meta device, not while torch.export traces).
+    tracing = torch.compiler.is_exporting() or torch.compiler.is_compiling()
+    if t.device.type != "meta" and not tracing and bool(((t < 0) | (t >= num_tasks)).any()):
         raise ValueError(f"task ids {t.tolist()} out of range: the model knows tasks 0..{num_tasks - 1}")
     return t
 
