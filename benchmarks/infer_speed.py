@@ -10,8 +10,11 @@ same volume with the same randomly initialised model (seed 0; speed does not dep
   tasks in one batched pass (`forward_all_tasks`, what `ccq predict` does);
 * one by one: the whole sliding window once per task (the encoder runs once per task and window).
 
-Printed: both wall times, their ratio (the speed-up of predicting all tasks at once), and the largest absolute
-difference between the two sets of probabilities (they must agree to float32 noise). The default volume is
+Printed: both wall times, their ratio (the speed-up of predicting all tasks at once), the largest absolute
+difference between the two sets of probabilities (they must agree to float32 noise), and the same ratio in
+floating-point operations per window (`torch.utils.flop_counter`): the speed-up a compute-bound device could reach.
+In CCQ only the encoder and image transformer are shared; the whole CNN decoder runs once per task and branch,
+which bounds that ratio well below the number of tasks. The default volume is
 48x96x96 voxels = 8 windows of the demo preset's 32x64x64 patch. With --json the last line printed is one JSON
 object: {"speedup_all_tasks": ..., "max_abs_diff": ..., "all_tasks_s": ..., "one_by_one_s": ..., ...}.
 Timings on a shared machine are noisy: compare figures of one run.
@@ -40,6 +43,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     return p.parse_args(argv)
+
+
+def _flop_ratio(model, window, tasks: list[int]) -> float:
+    """FLOPs of one window for every task one by one, over the FLOPs of all tasks in one pass."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(ids: list[int]) -> int:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:  # (FlopCounterMode's module tracking does not work under inference_mode)
+            model.forward_all_tasks(window, ids)
+        return counter.get_total_flops()
+
+    return len(tasks) * flops(tasks[:1]) / flops(tasks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.synchronize()
         return out, time.perf_counter() - start
 
+    window = volume[None, None, : config.patch_size[0], : config.patch_size[1], : config.patch_size[2]].to(device)
     with torch.inference_mode():  # one window of warm-up: allocator, oneDNN kernels
-        model.forward_all_tasks(volume[None, None, : config.patch_size[0], : config.patch_size[1],
-                                       : config.patch_size[2]].to(device), tasks)  # fmt: skip
+        model.forward_all_tasks(window, tasks)
+    flop_ratio = _flop_ratio(model, window, tasks)
     size = "x".join(map(str, args.shape))
     print(f"{args.preset} preset, patch {'x'.join(map(str, config.patch_size))}, volume {size} = {windows} windows, "
           f"{args.tasks} tasks, {device}, {args.threads} threads{', TTA' if args.tta else ''}", flush=True)  # fmt: skip
@@ -87,12 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one task at a time: {t_each:8.2f} s", flush=True)
     diff = float((together - parts).abs().max())
     speedup = t_each / t_all
-    print(f"speed-up {speedup:.2f}x, max abs difference of the probabilities {diff:.2e}")
+    print(f"speed-up {speedup:.2f}x, max abs difference of the probabilities {diff:.2e}; "
+          f"FLOPs one by one / all at once: {flop_ratio:.2f}")  # fmt: skip
     if args.json:
         print(json.dumps({
             "speedup_all_tasks": round(speedup, 3), "max_abs_diff": diff, "all_tasks_s": round(t_all, 3),
             "one_by_one_s": round(t_each, 3), "windows": windows, "tasks": args.tasks, "preset": args.preset,
             "shape": list(args.shape), "threads": args.threads, "device": str(device), "tta": args.tta,
+            "flop_ratio": round(flop_ratio, 3),
         }))  # fmt: skip
     return 0
 
