@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,17 @@ def test_torchrun_two_cpu_processes(tiny_prepared: Path, tmp_path: Path) -> None
         "-m", "ccq", "train", "--preset", "demo", "--config", str(settings), "--data", str(tiny_prepared),
         "--out", str(run), "--iterations", "3", "--no-progress",
     ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("held out for validation") == 1  # only rank 0 speaks
+    # Its own session, so that on a timeout the ranks go down with torchrun (they would wait for each other).
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stdout.count("held out for validation") == 1  # only rank 0 speaks
 
     log = read_log(run)
     # One writer: every iteration logged once, one end record carrying both ranks' parameter digests.
