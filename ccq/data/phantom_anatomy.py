@@ -43,25 +43,26 @@ TUMOR_REGIONS = {
 }
 _TUMOR_NAME = {"hepatic_vessel": "liver_tumor"}  # MSD Task08's tumours are liver tumours near vessels
 
-# Mean HU per structure; each case jitters them a little (contrast-enhanced, portal venous phase).
+# Mean HU per structure in one consistent contrast phase, portal venous (about 70 s after injection): enhanced
+# parenchyma, vessels and bowel wall; each case jitters them a little.
 HU = {
     "air": -1000.0,
     "fat": -100.0,
     "visceral_fat": -85.0,
-    "muscle": 45.0,
+    "muscle": 55.0,
     "bone": 550.0,
     "canal": 15.0,
-    "aorta": 170.0,
-    "ivc": 120.0,
-    "heart": 45.0,
+    "aorta": 175.0,
+    "ivc": 140.0,
+    "heart": 110.0,
     "lung": -820.0,
-    "liver": 60.0,
-    "hepatic_vessel": 165.0,
-    "spleen": 50.0,
-    "kidney": 155.0,
-    "kidney_medulla": 110.0,
-    "pancreas": 40.0,
-    "colon": 30.0,
+    "liver": 105.0,
+    "hepatic_vessel": 170.0,
+    "spleen": 115.0,
+    "kidney": 185.0,
+    "kidney_medulla": 140.0,
+    "pancreas": 95.0,
+    "colon": 75.0,
     "colon_lumen": -950.0,
 }
 
@@ -355,11 +356,12 @@ def make_case(
         # A kidney lesion grows deep in the kidney, where the parenchyma around it is the medulla: it is compared
         # with that (renal cell carcinomas enhance less than the kidney in the portal venous phase).
         organ_hu = hu[{"hepatic_vessel": "liver", "kidney": "kidney_medulla"}.get(task, task)]
-        # Most tumors enhance less than their organ (hypodense); some liver lesions are hyperdense.
-        delta = rng.uniform(25, 45) if task in ("liver", "hepatic_vessel") and rng.random() < 0.25 else None
-        value = organ_hu + delta if delta is not None else organ_hu - rng.uniform(25, 50)
+        # Most tumors enhance less than their organ (hypovascular metastases, pancreatic adenocarcinoma, renal
+        # cell carcinoma: hypodense by some 35-70 HU in this phase); some liver lesions are hyperdense.
+        delta = rng.uniform(30, 50) if task in ("liver", "hepatic_vessel") and rng.random() < 0.25 else None
+        value = organ_hu + delta if delta is not None else organ_hu - rng.uniform(35, 65)
         if task in ("lung", "colon"):
-            value = rng.uniform(30, 55)  # a soft-tissue mass in air or in the bowel wall
+            value = rng.uniform(55, 90)  # an enhancing soft-tissue mass in air or in the bowel
         image[lesion] = value
 
     # Partial-volume blur, then scanner noise.
@@ -388,12 +390,15 @@ def _hepatic_vessels(rng: np.random.Generator, g: Grid, liver: np.ndarray) -> np
 def _colon_tumor(
     rng: np.random.Generator, g: Grid, colon: np.ndarray, dist: np.ndarray, radius: float
 ) -> np.ndarray:
-    """A mass that thickens the bowel wall and fills part of the lumen, strictly inside the colon."""
+    """An annular ("apple-core") carcinoma, strictly inside the colon: over a segment a few centimetres long the
+    wall thickens all round and narrows the lumen to a thin channel or closes it."""
     inner = ndimage.binary_erosion(colon)  # keeps the tumor's one-voxel dilation inside the colon
-    wall = np.flatnonzero(inner & (dist > radius * 0.4) & (dist < radius * 0.8))
-    if wall.size == 0:
+    axis = np.flatnonzero(inner & (dist < radius * 0.35))
+    if axis.size == 0:
         raise CCQError(f"phantom: the colon is too thin for a tumor at shape {g.shape}; use a larger shape")
-    center_idx = np.unravel_index(wall[rng.integers(wall.size)], g.shape)
+    center_idx = np.unravel_index(axis[rng.integers(axis.size)], g.shape)
     center = (np.array(center_idx, float) - (np.array(g.shape) - 1) / 2.0) * np.array(g.spacing)
-    lesion = ellipsoid(g, center, radius * rng.uniform(1.0, 1.5, 3), rng.uniform(0, np.pi), rng)
-    return lesion & inner
+    reach = radius * rng.uniform(1.2, 1.7)  # half the segment's length
+    lesion = ellipsoid(g, center, reach * rng.uniform(0.9, 1.1, 3), rng.uniform(0, np.pi), rng)
+    residual_lumen = dist < radius * rng.uniform(0.0, 0.3)
+    return lesion & inner & ~residual_lumen
