@@ -1,16 +1,21 @@
-"""`ccq demo`: the whole path on synthetic data in a few minutes on a CPU.
+"""`ccq demo`: the whole path on synthetic data in a few minutes on a CPU, through the same commands a user runs.
 
-phantom collection -> `prepare_collection` -> train the ``demo`` preset -> predict the held-out test phantoms
-with the saved checkpoint (exactly as `ccq predict` would) -> Dice per task and channel.
+`ccq phantom` -> `ccq prepare` -> `ccq train --preset demo` -> `ccq predict --tasks all` on the held-out test
+phantoms -> `ccq evaluate` -> a Table 1-style table, ``DIR/report.md`` and ``DIR/summary.json``. Each command is
+printed before it runs (and listed in the report), so the demo doubles as a copyable tutorial.
 
 The output folder::
 
     DIR/phantom/        the synthetic raw collection (MSD folders + collection.yaml)
-    DIR/prepared/       the prepared cache
-    DIR/run/            the training run (config.json, log.jsonl, last/, best/)
+    DIR/prepared/       the prepared cache (DIR/preprocessing.yaml: the demo's spacing and patch)
+    DIR/run/            the training run (config.json, log.jsonl, curves.png, last/, best/)
     DIR/model/          the model to use: a checkpoint for `ccq predict --model DIR/model`
-    DIR/predictions/    the test phantoms' predictions (CASE/TASK.nii.gz + labels.json)
-    DIR/results.json    the Dice table and timings
+    DIR/test-images/    links to the held-out test CTs (the input of `ccq predict`)
+    DIR/predictions/    their predictions for every task (CASE/TASK.nii.gz + labels.json)
+    DIR/evaluation/     `ccq evaluate`'s summary.json, cases.csv, table.md and overlays/
+    DIR/summary.json    the evaluation summary of the demo model (as DIR/evaluation/summary.json)
+    DIR/report.md       the table, the training curves, overlays, timings and the commands
+    DIR/results.json    the Dice table and timings of every model (with --compare: the baseline's too)
     DIR/.ccq-demo.json  marks the folder as a demo's, so that a rerun may replace exactly these entries
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +43,10 @@ SPACING = (3.0, 2.25, 2.25)
 model, so every training crop sees the whole body and a test case is a single window (on a CPU, the finer
 native grid would cost about 8 windows per case for a small gain)."""
 COMPARE_CHOICES = ("dodnet",)
+DICE_DEFINITION = "standard"
+"""The demo scores ``2|A∩B| / (|A| + |B|)`` on the phantom's own grid (`ccq.evaluation.metrics`): no +1 in the
+denominator, so a small tumor's score is its real overlap, not pulled down (or, empty against empty, up) by the
+smoothing term. Every test phantom of a tumor task holds a tumor, so no case is left out as empty."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,10 @@ class DemoResult:
 
 
 def _entries(compare: str | None) -> list[str]:
-    names = ["phantom", "prepared", "run", "model", "predictions", "results.json"]
+    names = ["phantom", "prepared", "preprocessing.yaml", "run", "model", "test-images", "predictions", "evaluation",
+             "summary.json", "report.md", "results.json"]  # fmt: skip
     if compare:
-        names += [f"run-{compare}", f"model-{compare}", f"predictions-{compare}"]
+        names += [f"{n}-{compare}" for n in ("run", "model", "predictions", "evaluation")]
     return names
 
 
@@ -99,17 +110,160 @@ def _claim_out_dir(out: Path, entries: Sequence[str]) -> None:
     fs.write_json_atomic(out / MARKER, {"generator": "ccq demo", "entries": list(entries)})
 
 
-def _train_config(options: DemoOptions, model: str):
+def _ccq(args: list[str], echo: Callable[[str], None], commands: list[str]) -> None:
+    """Run one `ccq` command in this process, exactly as the console would (printed first, recorded)."""
+    import shlex
+
+    from ccq.cli import app
+
+    line = "ccq " + " ".join(shlex.quote(a) for a in args)
+    commands.append(line)
+    echo(f"$ {line}")
+    app(args, standalone_mode=False)
+
+
+def _link_test_images(collection, folder: Path) -> int:
+    """DIR/test-images/CASE.nii.gz -> the held-out phantoms (relative links; copies where links fail)."""
+    from ccq.data.collection import find_cases
+
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for task in collection.tasks:
+        for case in find_cases(task, collection.dataset_dir(task)):
+            if case.case_id in task.split.test:
+                target = folder / f"{case.case_id}.nii.gz"
+                try:
+                    target.symlink_to(os.path.relpath(case.image, folder))
+                except OSError:
+                    shutil.copyfile(case.image, target)
+                count += 1
+    return count
+
+
+def _dice_by_task(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for category, values in summary["categories"].items():
+        task, channel = category.split("/")
+        out.setdefault(task, {})[channel] = values["dice"]
+    return out
+
+
+def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoResult:
+    """Run the whole demo into ``options.out``; see the module docstring."""
+    from ccq.data.collection import load_collection
+    from ccq.demo_report import comparison_table, write_report
+    from ccq.models import get_preset
     from ccq.training.config import get_train_preset
 
-    base = get_train_preset("demo")
-    config = base.replace(model=model, seed=options.seed, device=options.device)
-    if options.iterations is not None:
-        n = options.iterations
-        config = config.replace(iterations=n, val_every=min(config.val_every, n), save_every=min(config.save_every, n))
-    return config
+    if options.compare is not None and options.compare not in COMPARE_CHOICES:
+        raise CCQError(f"--compare {options.compare!r}: expected one of {', '.join(COMPARE_CHOICES)}")
+    out = Path(options.out).expanduser()
+    models = {"CCQ": options.model}
+    if options.compare:
+        models["DoDNet"] = f"{options.model.split('+')[0]}-dodnet"
+    patch = get_preset(options.model).patch_size
+    for name in models.values():
+        get_preset(name)  # an unknown preset fails before anything is written
+    iterations = options.iterations or get_train_preset("demo").iterations
+    _claim_out_dir(out, [*_entries(options.compare), MARKER])
+    start = time.perf_counter()
+    stages: dict[str, float] = {}
+    commands: list[str] = []
+    progress = [] if options.progress else ["--no-progress"]
+
+    def stage(name: str, began: float) -> None:
+        stages[name] = time.perf_counter() - began
+        echo(f"    ({stages[name]:.0f} s)")
+
+    echo(f"[1/5] synthetic CT: {len(options.tasks)} partially labeled tasks x {options.cases} cases "
+         f"({options.test_cases} held out for testing)")  # fmt: skip
+    began = time.perf_counter()
+    _ccq(["phantom", "--out", str(out / "phantom"), "--cases", str(options.cases), "--test-cases",
+          str(options.test_cases), "--seed", str(options.seed), "--tasks", ",".join(options.tasks),
+          "--shape", *map(str, options.shape)], echo, commands)  # fmt: skip
+    collection = load_collection(out / "phantom" / "collection.yaml")
+    stage("phantom", began)
+
+    mm = " x ".join(f"{s:g}" for s in SPACING)
+    echo(f"[2/5] prepare every case at {mm} mm (a CPU-sized grid; real CT uses the official 1.5 x 0.8 x 0.8 mm)")
+    began = time.perf_counter()
+    fs.write_text_atomic(out / "preprocessing.yaml",
+                         f"spacing: {list(SPACING)}\npatch_size: {list(patch)}\n")  # fmt: skip
+    _ccq(["prepare", "--collection", str(out / "phantom" / "collection.yaml"), "--preprocessing",
+          str(out / "preprocessing.yaml"), "--out", str(out / "prepared"), *progress], echo, commands)  # fmt: skip
+    stage("prepare", began)
+
+    model_dirs: dict[str, Path] = {}
+    for label, preset in models.items():
+        suffix = _suffix(label, options)
+        echo(f"[3/5] train {label} (model preset {preset!r}, {iterations} iterations)")
+        began = time.perf_counter()
+        run_dir = out / f"run{suffix}"
+        _ccq(["train", "--preset", "demo", "--set", f"model={preset}", "--data", str(out / "prepared"), "--out",
+              str(run_dir), "--seed", str(options.seed), "--iterations", str(iterations), "--device", options.device,
+              *progress], echo, commands)  # fmt: skip
+        best = run_dir / "best"
+        model_dirs[label] = out / f"model{suffix}"
+        shutil.copytree(best if best.is_dir() else run_dir / "last", model_dirs[label])
+        stage(f"train {label}", began)
+
+    count = _link_test_images(collection, out / "test-images")
+    summaries: dict[str, dict[str, Any]] = {}
+    for label, model_dir in model_dirs.items():
+        suffix = _suffix(label, options)
+        echo(f"[4/5] predict every task on the {count} held-out test phantoms with {label}")
+        began = time.perf_counter()
+        _ccq(["predict", "-i", str(out / "test-images"), "-o", str(out / f"predictions{suffix}"), "--model",
+              str(model_dir), "--tasks", "all", "--device", options.device, *progress], echo, commands)  # fmt: skip
+        stage(f"predict {label}", began)
+        echo(f"[5/5] evaluate {label} against the phantoms' labels ({DICE_DEFINITION} definition)")
+        began = time.perf_counter()
+        evaluation = out / f"evaluation{suffix}"
+        overlays = ["--overlays"] if label == "CCQ" else []
+        _ccq(["evaluate", "--collection", str(out / "phantom" / "collection.yaml"), "--pred",
+              str(out / f"predictions{suffix}"), "--gt", str(out / "phantom"), "--cases", "test", "--definition",
+              DICE_DEFINITION, "--out", str(evaluation), *overlays, "--no-progress"], echo, commands)  # fmt: skip
+        summaries[label] = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
+        stage(f"evaluate {label}", began)
+    model_dir = model_dirs["CCQ"]
+    shutil.copyfile(out / "evaluation" / "summary.json", out / "summary.json")
+
+    seconds = time.perf_counter() - start
+    dice = {label: _dice_by_task(summary) for label, summary in summaries.items()}
+    echo("")
+    echo(f"Held-out test phantoms ({options.test_cases} per task, {DICE_DEFINITION} definition: Dice %, HD95 mm):")
+    echo(comparison_table(summaries, markdown=False))
+    test_image = sorted((out / "test-images").iterdir())[0]
+    next_commands = [
+        f"ccq predict -i {test_image} -o {out / 'my-predictions'} --model {model_dir} --overlays",
+        f"ccq train --preset demo --data {out / 'prepared'} --out {out / 'run-longer'} --iterations 2000",
+        f"ccq evaluate --collection {out / 'phantom' / 'collection.yaml'} --pred {out / 'predictions'} "
+        f"--gt {out / 'phantom'} --definition mots --spacing {' '.join(map(str, SPACING))} --out {out / 'eval-mots'}",
+        "ccq prepare --collection my-collection.yaml --out my-prepared     # your data: see the README",
+    ]
+    overview = sorted((out / "evaluation" / "overlays").rglob("*overview*.png"))[:4]
+    report = write_report(
+        out, summaries=summaries, definition=DICE_DEFINITION,
+        curves={label: out / f"run{_suffix(label, options)}" / "curves.png" for label in models},
+        overlays=overview, stages=stages, seconds=seconds, commands=commands, next_commands=next_commands,
+    )  # fmt: skip
+    # Dice is NaN where prediction and truth are both empty; strict JSON has no NaN, so it is written as null.
+    results = {"dice": dice, "dice_definition": DICE_DEFINITION, "means": {k: v["mean"] for k, v in summaries.items()},
+               "seconds": seconds, "stages": stages, "commands": commands,
+               "options": dataclasses.asdict(options)}  # fmt: skip
+    fs.write_json_atomic(out / "results.json", results)
+    echo(f"\nfinished in {seconds / 60:.1f} min ({seconds:.0f} s); report: {report}; everything is in {out}")
+    echo("next:")
+    for line in next_commands:
+        echo(f"  {line}")
+    return DemoResult(out=out, model_dir=model_dir, dice=dice, seconds=seconds, stages=stages)
 
 
+def _suffix(label: str, options: DemoOptions) -> str:
+    return "" if label == "CCQ" else f"-{options.compare}"
+
+
+# Kept for benchmarks/demo_tuning.py (the recipe search scores in memory, without writing an evaluation).
 def evaluate_test_cases(
     model_dir: Path, collection, predictions_dir: Path | None, device: str = "cpu"
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
@@ -131,7 +285,7 @@ def evaluate_test_cases(
             prediction = predictor.predict(case.image, [task.name])
             label, _ = load_nifti(case.label, what="label", case=case_id, as_float=False)
             organ, tumor = task.channel_targets(label)
-            dice = channel_dice(prediction.masks[task.name], {"organ": organ, "tumor": tumor})
+            dice = channel_dice(prediction.masks[task.name], {"organ": organ, "tumor": tumor}, DICE_DEFINITION)
             per_case[f"{task.name}/{case_id}"] = dice
             for channel, value in dice.items():
                 scores.setdefault(channel, []).append(value)
@@ -171,104 +325,3 @@ def format_table(dice: dict[str, dict[str, dict[str, float]]], tasks: Sequence[s
             row += f"{cell(sum(values) / len(values) if values else None):>14}"
     lines.append(row)
     return "\n".join(lines)
-
-
-def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoResult:
-    """Run the whole demo into ``options.out``; see the module docstring."""
-    from ccq.data.phantom import generate_collection
-    from ccq.data.prepare_run import prepare_collection
-    from ccq.data.preprocessing import PreprocessingConfig
-    from ccq.models import get_preset
-    from ccq.training.trainer import Trainer
-
-    if options.compare is not None and options.compare not in COMPARE_CHOICES:
-        raise CCQError(f"--compare {options.compare!r}: expected one of {', '.join(COMPARE_CHOICES)}")
-    out = Path(options.out).expanduser()
-    models = {"CCQ": options.model}
-    if options.compare:
-        models["DoDNet"] = f"{options.model.split('+')[0]}-dodnet"
-    configs = {label: _train_config(options, name) for label, name in models.items()}  # validate early
-    patch = get_preset(options.model).patch_size
-    _claim_out_dir(out, [*_entries(options.compare), MARKER])
-    start = time.perf_counter()
-    stages: dict[str, float] = {}
-
-    def stage(name: str, began: float) -> None:
-        stages[name] = time.perf_counter() - began
-        echo(f"    ({stages[name]:.0f} s)")
-
-    total = len(options.tasks) * options.cases
-    echo(
-        f"[1/4] synthetic CT: {len(options.tasks)} partially labeled tasks x {options.cases} cases "
-        f"({options.test_cases} held out for testing) -> {out / 'phantom'}"
-    )
-    began = time.perf_counter()
-    collection = generate_collection(
-        out / "phantom", cases_per_task=options.cases, test_cases_per_task=options.test_cases,
-        seed=options.seed, tasks=options.tasks, shape=options.shape, spacing=PHANTOM_SPACING,
-    )  # fmt: skip
-    stage("phantom", began)
-
-    mm = " x ".join(f"{s:g}" for s in SPACING)
-    echo(f"[2/4] prepare {total} cases at {mm} mm -> {out / 'prepared'}")
-    began = time.perf_counter()
-    preprocessing = PreprocessingConfig(spacing=SPACING, patch_size=patch)
-    summary = prepare_collection(collection, None, out / "prepared", preprocessing, progress=options.progress)
-    if not summary.ok:
-        raise CCQError(f"demo: preparing the phantoms failed: {summary.report()}")
-    stage("prepare", began)
-
-    model_dirs: dict[str, Path] = {}
-    for label, config in configs.items():
-        suffix = _suffix(label, options)
-        size = "x".join(map(str, patch))
-        echo(f"[3/4] train {label} (model preset {config.model!r}, {config.iterations} iterations of "
-             f"{config.batch_size} x {size} voxels) -> {out / ('run' + suffix)}")  # fmt: skip
-        began = time.perf_counter()
-        run_dir = out / f"run{suffix}"
-        trainer = Trainer(config, out / "prepared", run_dir, progress=options.progress, echo=echo)
-        result = trainer.fit()
-        state = result.state
-        if state.best_score is not None:
-            echo(f"    validation Dice {state.best_score:.3f} (best, iteration {state.best_iteration})")
-        model_dirs[label] = out / f"model{suffix}"
-        shutil.copytree(result.best or result.last, model_dirs[label])
-        stage(f"train {label}", began)
-
-    dice: dict[str, dict[str, dict[str, float]]] = {}
-    per_case: dict[str, Any] = {}
-    count = len(options.tasks) * options.test_cases
-    for label, model_dir in model_dirs.items():
-        echo(f"[4/4] predict the {count} test phantoms with {label} ({model_dir})")
-        began = time.perf_counter()
-        predictions = out / f"predictions{_suffix(label, options)}"
-        dice[label], per_case[label] = evaluate_test_cases(model_dir, collection, predictions, options.device)
-        stage(f"predict {label}", began)
-    model_dir = model_dirs["CCQ"]
-
-    seconds = time.perf_counter() - start
-    echo("")
-    echo(f"Dice on the held-out test phantoms ({options.test_cases} per task, threshold 0.5):")
-    echo(format_table(dice, [t.name for t in collection.tasks]))
-    # Dice is NaN where prediction and truth are both empty; strict JSON has no NaN, so it is written as null.
-    results = {"dice": dice, "cases": per_case, "seconds": seconds, "stages": stages,
-               "options": dataclasses.asdict(options)}  # fmt: skip
-    fs.write_json_atomic(out / "results.json", results)
-    first = collection.tasks[0]
-    test_image = next(c.image for c in _cases(collection, first) if c.case_id in first.split.test)
-    echo(f"\nfinished in {seconds / 60:.1f} min ({seconds:.0f} s); everything is in {out}")
-    echo("next:")
-    echo(f"  ccq predict -i {test_image} -o {out / 'my-predictions'} --model {model_dir}")
-    echo(f"  ccq train --preset demo --data {out / 'prepared'} --out {out / 'run-longer'} --iterations 2000")
-    echo(f"  ccq summary --preset {options.model}")
-    return DemoResult(out=out, model_dir=model_dir, dice=dice, seconds=seconds, stages=stages)
-
-
-def _suffix(label: str, options: DemoOptions) -> str:
-    return "" if label == "CCQ" else f"-{options.compare}"
-
-
-def _cases(collection, task):
-    from ccq.data.collection import find_cases
-
-    return find_cases(task, collection.dataset_dir(task))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,14 +40,27 @@ def test_tiny_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
     text = result.output
-    assert "Dice on the held-out test phantoms" in text and "finished in" in text
-    for row in ("liver", "colon", "mean"):
-        assert any(line.startswith(row) for line in text.splitlines()), row
-    assert f"ccq predict -i {out / 'phantom'}" in text and f"--model {out / 'model'}" in text
+    assert "Held-out test phantoms" in text and "finished in" in text
+    # The same commands a user runs, printed as they run.
+    for command in ("$ ccq phantom", "$ ccq prepare", "$ ccq train --preset demo", "$ ccq predict -i",
+                    "$ ccq evaluate --collection"):  # fmt: skip
+        assert command in text, command
+    for category in ("liver/organ", "liver/tumor", "colon/tumor"):
+        assert category in text, category
+    assert f"ccq predict -i {out / 'test-images'}" in text and f"--model {out / 'model'}" in text
     loaded = load_checkpoint(out / "model")
     assert loaded.collection.task_names == ("liver", "colon")
     assert loaded.model_config.patch_size == (16, 32, 32)
+    # Every test case predicted for every task; the summary in the evaluate format (keys outside checks read).
     assert (out / "predictions" / "liver_002" / "liver.nii.gz").is_file()
+    assert (out / "predictions" / "liver_002" / "colon.nii.gz").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["categories"]) == {"liver/organ", "liver/tumor", "colon/tumor"}
+    assert {"organ", "tumor", "all"} <= set(summary["mean"]) and summary["cases"][0].keys() >= {"case", "dice"}
+    report = (out / "report.md").read_text()
+    assert "| CCQ |" in report and "run/curves.png" in report and "overlays/" in report
+    for link in [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]:
+        assert (out / link).is_file(), link  # every picture the report shows exists
     assert (out / "results.json").is_file() and (out / "run" / "log.jsonl").is_file()
 
     (out / "my-notes.txt").write_text("mine")  # a rerun replaces the demo's entries, nothing else
