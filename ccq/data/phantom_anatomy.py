@@ -357,7 +357,7 @@ def make_case(
         # with that (renal cell carcinomas enhance less than the kidney in the portal venous phase).
         organ_hu = hu[{"hepatic_vessel": "liver", "kidney": "kidney_medulla"}.get(task, task)]
         # Most tumors enhance less than their organ (hypovascular metastases, pancreatic adenocarcinoma, renal
-        # cell carcinoma: hypodense by some 35-70 HU in this phase); some liver lesions are hyperdense.
+        # cell carcinoma: hypodense by some 35-65 HU in this phase); some liver lesions are hyperdense.
         delta = rng.uniform(30, 50) if task in ("liver", "hepatic_vessel") and rng.random() < 0.25 else None
         value = organ_hu + delta if delta is not None else organ_hu - rng.uniform(35, 65)
         if task in ("lung", "colon"):

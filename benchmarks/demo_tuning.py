@@ -1,0 +1,136 @@
+"""One trial of the demo's recipe search: phantoms -> prepare -> train -> Dice on the held-out phantoms (by hand).
+
+    python benchmarks/demo_tuning.py --work /tmp/demo-tuning --name base \\
+        [--cases 10] [--spacing 3 2.25 2.25] [--model demo] [--model-overrides '{"dim": 32}'] \\
+        [--train '{"iterations": 480, "lr": 0.002}'] [--log trials.jsonl]
+
+Phantoms and prepared caches are kept under ``--work`` (keyed by their settings) so trials that differ only in
+training reuse them. Prints one JSON line (appended to ``--log`` too): the Dice per task and channel on the
+test phantoms (the demo's definition, ``ccq.demo.DICE_DEFINITION``), the organ and tumor means, and the training
+cost as wall-clock seconds and CPU seconds (``time.process_time``, all threads). On a machine shared with other
+work, the CPU seconds divided by the threads used estimate the quiet-machine time better than the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ccq.data import phantom, phantom_anatomy
+from ccq.data.phantom import generate_collection
+from ccq.data.prepare_run import prepare_collection
+from ccq.data.preprocessing import PreprocessingConfig
+from ccq.demo import PHANTOM_SPACING, SPACING, evaluate_test_cases
+from ccq.models import get_preset
+from ccq.training.config import get_train_preset
+from ccq.training.trainer import Trainer
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _means(dice: dict[str, dict[str, float]]) -> dict[str, float]:
+    out = {}
+    for channel in ("organ", "tumor"):
+        values = [v[channel] for v in dice.values() if channel in v and math.isfinite(v[channel])]
+        out[channel] = sum(values) / len(values) if values else math.nan
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="Folder for cached phantoms, caches and runs.")
+    parser.add_argument("--name", required=True, help="Trial name (its run folder).")
+    parser.add_argument("--seed", type=int, default=0, help="Phantom and training seed.")
+    parser.add_argument("--cases", type=int, default=10, help="Phantom cases per task, test cases included.")
+    parser.add_argument("--test-cases", type=int, default=2)
+    parser.add_argument("--shape", type=int, nargs=3, default=[48, 96, 96])
+    parser.add_argument("--spacing", type=float, nargs=3, default=None, help="Working spacing (default: the demo's).")
+    parser.add_argument("--model", default=None, help="Model preset (default: the demo training preset's).")
+    parser.add_argument("--model-overrides", default="{}", help="JSON object of ModelConfig fields.")
+    parser.add_argument("--train", default="{}", help="JSON object of TrainConfig fields over the demo preset.")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: torch's).")
+    parser.add_argument("--log", type=Path, default=None, help="Append the result line to this JSONL file.")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spacing = tuple(args.spacing) if args.spacing else SPACING
+    work = args.work.expanduser()
+    # The generator's source is part of the key: editing the anatomy makes new phantoms.
+    source = Path(phantom_anatomy.__file__).read_bytes() + Path(phantom.__file__).read_bytes()
+    phantom_key = _key(args.seed, args.cases, args.test_cases, args.shape, hashlib.sha1(source).hexdigest())
+    phantom_dir = work / f"phantom-{phantom_key}"
+    began = time.perf_counter()
+    if not (phantom_dir / "collection.yaml").is_file():
+        shutil.rmtree(phantom_dir, ignore_errors=True)
+        generate_collection(phantom_dir, cases_per_task=args.cases, test_cases_per_task=args.test_cases,
+                            seed=args.seed, shape=tuple(args.shape), spacing=PHANTOM_SPACING)  # fmt: skip
+    from ccq.data.collection import load_collection
+
+    collection = load_collection(phantom_dir / "collection.yaml")
+    phantom_s = time.perf_counter() - began
+
+    overrides = json.loads(args.model_overrides)
+    base = get_train_preset("demo")
+    train = {"model": args.model or base.model, "seed": args.seed, **json.loads(args.train)}
+    if overrides:
+        train["model_overrides"] = overrides
+    config = base.replace(**train)
+    model_config = get_preset(config.model, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    patch = model_config.patch_size
+    prepared = work / f"prepared-{phantom_key}-{_key(spacing, patch)}"
+    began = time.perf_counter()
+    summary = prepare_collection(collection, None, prepared, PreprocessingConfig(spacing=spacing, patch_size=patch))
+    if not summary.ok:
+        raise SystemExit(summary.report())
+    prepare_s = time.perf_counter() - began
+
+    run_dir = work / "runs" / args.name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    threads = torch.get_num_threads()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = Trainer(config, prepared, run_dir, progress=False, echo=lambda _: None).fit()
+    train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter(), time.process_time()
+    model_dir = result.best or result.last
+    dice, _ = evaluate_test_cases(model_dir, collection, None)
+    predict_wall, predict_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    val = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    curve = {r["iteration"]: round(r["mean_dice"], 3) for r in val if r["kind"] == "val"}
+    record = {
+        "name": args.name,
+        "means": _means(dice),
+        "dice": dice,
+        "val_curve": curve,
+        "best_iteration": result.state.best_iteration,
+        "iterations": config.iterations,
+        "threads": threads,
+        "train_wall_s": round(train_wall, 1),
+        "train_cpu_s": round(train_cpu, 1),
+        "cpu_s_per_it": round(train_cpu / config.iterations, 3),
+        "predict_wall_s": round(predict_wall, 1),
+        "predict_cpu_s": round(predict_cpu, 1),
+        "phantom_s": round(phantom_s, 1),
+        "prepare_s": round(prepare_s, 1),
+        "spacing": spacing,
+        "cases": args.cases,
+        "train": train,
+    }
+    line = json.dumps(record)
+    print(line)
+    if args.log is not None:
+        with open(args.log, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
