@@ -1,4 +1,4 @@
-"""`ccq demo`: synthetic CT -> prepare -> train -> predict -> Dice, in a few minutes on a CPU."""
+"""`ccq demo`: synthetic CT -> prepare -> train -> predict -> evaluate -> report, in minutes on a CPU."""
 
 from __future__ import annotations
 
@@ -35,10 +35,12 @@ def demo(
     tasks: Annotated[str, typer.Option("--tasks", hidden=True)] = "liver,kidney,pancreas,colon,spleen",
     model: Annotated[str, typer.Option("--model-preset", hidden=True)] = "demo",
 ) -> None:
-    """Run CCQ end to end on synthetic CT: make a partially labeled phantom collection, prepare it, train
-    the small `demo` model on the CPU, predict the held-out test phantoms and print the Dice per task.
+    """Run CCQ end to end on synthetic CT with the commands a user runs (each printed): make a partially
+    labeled phantom collection (ccq phantom), prepare it (ccq prepare), train the small `demo` model (ccq train),
+    predict every task on the held-out test phantoms (ccq predict) and score them (ccq evaluate).
 
-    Takes a few minutes. Leaves a model at OUT/model, usable with `ccq predict --model OUT/model`.
+    Writes OUT/report.md (table, training curve, pictures, commands) and OUT/summary.json, and leaves a model at
+    OUT/model, usable with `ccq predict --model OUT/model`.
     An existing non-empty folder is refused unless an earlier demo wrote it.
     """
     from ccq.demo import DemoOptions, run_demo
