@@ -35,9 +35,11 @@ class OfficialSourceError(Exception):
     """The official source directory is missing, incomplete or fails to import (a one-line message)."""
 
 
-def install_shims() -> None:
-    """Make the official CUDA-only code run on a CPU (see the module docstring). Idempotent."""
-    torch.Tensor.cuda = _tensor_stays_put  # type: ignore[method-assign]
+def install_shims(on_cuda: bool = False) -> None:
+    """Make the official CUDA-only code run on a CPU (see the module docstring); `on_cuda`: it runs on a GPU
+    as written, only the timm stub is installed. Idempotent."""
+    if not on_cuda:
+        torch.Tensor.cuda = _tensor_stays_put  # type: ignore[method-assign]
     try:
         importlib.import_module("timm.models.layers")
     except ImportError:
@@ -92,11 +94,11 @@ def check_ccq_source(src: str | Path) -> Path:
     return path.resolve()
 
 
-def load_official_ccq(src: str | Path) -> type[torch.nn.Module]:
+def load_official_ccq(src: str | Path, on_cuda: bool = False) -> type[torch.nn.Module]:
     """The official CCQ class `main.unet3D` (build it with `unet3D(image_size=(D, H, W))`; its
     forward(input, task_id) returns sigmoid probabilities [B, 2, D, H, W])."""
     path = check_ccq_source(src)
-    install_shims()
+    install_shims(on_cuda)
     for name in _CCQ_MODULES:
         module = sys.modules.get(name)
         if module is not None and not str(getattr(module, "__file__", "") or "").startswith(str(path)):
@@ -114,7 +116,7 @@ def load_official_ccq(src: str | Path) -> type[torch.nn.Module]:
     return cls
 
 
-def load_official_dodnet(src: str | Path) -> Callable[..., torch.nn.Module]:
+def load_official_dodnet(src: str | Path, on_cuda: bool = False) -> Callable[..., torch.nn.Module]:
     """The official DoDNet factory `UNet3D` (call it as `UNet3D(weight_std=True)`; forward(input, task_id)
     returns logits [B, 2, D, H, W]). `src` is unet3D_DynConv882.py or the directory holding it."""
     path = Path(src).expanduser()
@@ -125,7 +127,7 @@ def load_official_dodnet(src: str | Path) -> Callable[..., torch.nn.Module]:
             f"--official-dodnet-src {src}: no {DODNET_FILE} there; expected that file (folder a_DynConv of "
             f"{OFFICIAL_REPO}) or its directory"
         )
-    install_shims()
+    install_shims(on_cuda)
     spec = importlib.util.spec_from_file_location("official_dodnet_unet3d", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -2,7 +2,7 @@
 
     python benchmarks/model_speed.py [--official-src DIR] [--official-dodnet-src FILE_OR_DIR]
         [--preset official] [--patch 32 96 96] [--repeats 5] [--threads 2] [--channels-last]
-        [--no-dodnet] [--json]
+        [--no-dodnet] [--device cpu|cuda] [--batch 1] [--precision fp32|bf16] [--json]
 
 The measure (DESIGN §7): batch 1, input 1x1x32x96x96, `torch.set_num_threads(2)`, one training step =
 forward + loss + backward (no optimizer step), the median of --repeats steps after one warm-up step. The loss
@@ -23,6 +23,11 @@ Ratios: time_ratio = official / ours (above 1: ours is faster), memory_ratio = o
 
 --channels-last puts our models and their input in torch.channels_last_3d (the official ones stay as they
 are). With --json the last line printed is one JSON object (ours_s, ours_peak_mb, official_s, ...).
+On a GPU (`--device cuda`) the official code runs as its authors wrote it (no CPU shim), every timed step
+ends with `torch.cuda.synchronize()`, the memory figures are the CUDA allocator's (`max_memory_allocated`, MB),
+and `--precision bf16` runs forward and loss under `torch.autocast(bfloat16)` for every model (the loss itself in
+float32: the official model's probabilities are cast up first). The GPU recipe of DESIGN §7 is
+`--device cuda --batch 2 --patch 64 192 192`.
 Timings on a shared machine are noisy: compare figures of one run.
 """
 
@@ -79,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="our models keep every activation (plain autograd) instead of recomputing GN/act/upsampling in backward",
     )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
+    p.add_argument("--batch", type=int, default=1, help="patches per step (default: 1)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (cuda only)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--worker", choices=WORKER_KINDS, help=argparse.SUPPRESS)
     p.add_argument("--worker-model", help=argparse.SUPPRESS)  # a preset name or an official source path
@@ -89,6 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--repeats {args.repeats}: expected at least 1")
     if args.threads < 1:
         p.error(f"--threads {args.threads}: expected at least 1")
+    if args.batch < 1:
+        p.error(f"--batch {args.batch}: expected at least 1")
+    if args.precision != "fp32" and args.device != "cuda":
+        p.error(f"--precision {args.precision}: only with --device cuda (the CPU runs fp32)")
     return args
 
 
@@ -139,8 +151,8 @@ def make_loss(returns_probabilities: bool, project_loss: bool = False) -> Any:
     return loss
 
 
-def build(kind: str, model_arg: str, patch: tuple[int, int, int]) -> tuple[Any, bool, str]:
-    """(model, returns probabilities?, description)."""
+def build(kind: str, model_arg: str, patch: tuple[int, int, int], cuda: bool) -> tuple[Any, bool, str]:
+    """(model, returns probabilities?, description). `cuda`: the official code keeps its own `.cuda()` calls."""
     if kind == "ours":
         from ccq.models import build_model, get_preset
 
@@ -148,8 +160,8 @@ def build(kind: str, model_arg: str, patch: tuple[int, int, int]) -> tuple[Any, 
     from _official import build_official_dodnet, load_official_ccq, load_official_dodnet
 
     if kind == "official":
-        return load_official_ccq(model_arg)(image_size=patch), True, "official CCQ"
-    return build_official_dodnet(load_official_dodnet(model_arg)), False, "official DoDNet"
+        return load_official_ccq(model_arg, on_cuda=cuda)(image_size=patch), True, "official CCQ"
+    return build_official_dodnet(load_official_dodnet(model_arg, on_cuda=cuda)), False, "official DoDNet"
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,23 +172,42 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     patch = tuple(args.patch)
-    model, returns_prob, label = build(args.worker, args.worker_model, patch)
-    task = torch.tensor([args.task])  # the official models index a one-hot encoding with a task tensor
+    cuda = args.device == "cuda"
+    device = torch.device(args.device)
+    model, returns_prob, label = build(args.worker, args.worker_model, patch, cuda)
+    # The official models index a one-hot encoding with a task tensor: one task id per patch.
+    task = torch.full((args.batch,), args.task, dtype=torch.long)
     g = torch.Generator().manual_seed(args.seed + 1)
-    x = torch.rand(1, 1, *patch, generator=g) * 2 - 1
-    target = torch.randint(0, 2, (1, 2, *patch), generator=g).float()
+    x = torch.rand(args.batch, 1, *patch, generator=g) * 2 - 1
+    target = torch.randint(0, 2, (args.batch, 2, *patch), generator=g).float()
+    model, x, target, task = model.to(device), x.to(device), target.to(device), task.to(device)
     if args.channels_last and args.worker == "ours":
         model = model.to(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
     loss_fn = make_loss(returns_prob, project_loss=args.worker == "ours")
     params = sum(p.numel() for p in model.parameters())
     rss_build = rss_mb()
+    if cuda:
+        torch.cuda.synchronize()
+        gpu_build = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
+    )
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
 
     def train_step() -> float:
         model.zero_grad(set_to_none=True)
+        sync()
         t0 = time.perf_counter()
-        loss = loss_fn(model(x.clone(), task), target)  # clone: the official code has in-place activations
+        with autocast:
+            out = model(x.clone(), task)  # clone: the official code has in-place activations
+        loss = loss_fn(out.float(), target)  # float32 loss (BCE on probabilities refuses autocast)
         loss.backward()
+        sync()
         return time.perf_counter() - t0
 
     model.train()
@@ -186,21 +217,28 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
         recompute = recompute_enabled(False)
     with recompute:
-        train_step()  # warm-up: allocator, oneDNN kernels
+        train_step()  # warm-up: allocator, oneDNN / cuDNN kernels
         step_times = [train_step() for _ in range(args.repeats)]
     peak_train = peak_rss_mb()
+    if cuda:
+        gpu_peak = torch.cuda.max_memory_allocated() / 2**20
 
     model.eval()
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
 
         def forward() -> float:
+            sync()
             t0 = time.perf_counter()
-            model(x.clone(), task)
+            with autocast:
+                model(x.clone(), task)
+            sync()
             return time.perf_counter() - t0
 
         forward()
         forward_times = [forward() for _ in range(args.repeats)]
+    if cuda:  # the allocator's figures: what the step costs on the GPU
+        peak_train, rss_build, rss_imports = gpu_peak, gpu_build, 0.0
     return {
         "label": label,
         "params": params,
@@ -235,6 +273,12 @@ def run_worker(args: argparse.Namespace, kind: str, model_arg: str) -> dict[str,
         str(args.task),
         "--seed",
         str(args.seed),
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--precision",
+        args.precision,
     ]
     if args.channels_last:
         cmd.append("--channels-last")
@@ -307,9 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     size = "x".join(map(str, args.patch))
+    where = f"{torch.cuda.get_device_name()} (GPU MB = CUDA allocator)" if args.device == "cuda" else "CPU"
     print(
-        f"torch {torch.__version__}, {args.threads} threads, batch 1, input 1x1x{size}, "
-        f"task {args.task}, median of {args.repeats} steps after 1 warm-up"
+        f"torch {torch.__version__}, {where}, {args.precision}, {args.threads} threads, batch {args.batch}, "
+        f"input {args.batch}x1x{size}, task {args.task}, median of {args.repeats} steps after 1 warm-up"
         f"{', channels_last_3d (ours)' if args.channels_last else ''}"
     )
     results: dict[str, dict[str, Any]] = {}
@@ -320,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {
         "torch": torch.__version__,
         "threads": args.threads,
+        "device": args.device,
+        "batch": args.batch,
+        "precision": args.precision,
         "patch": list(args.patch),
         "repeats": args.repeats,
         "preset": args.preset,

@@ -5,6 +5,10 @@ backward) and whatever the GN needs: two full-size tensors per unit. These units
 recompute GN and activation (cheap, memory-bound) during the backward pass, so the conv's input never has to be
 stored. Same operations, same order, same float32 arithmetic: the results equal the plain modules' up to the
 recomputation, which is bitwise deterministic on the CPU.
+
+Under autocast (mixed-precision training) the backward pass recomputes inside the forward pass's autocast state, so
+GN and the activation see the same dtypes as in forward, and the convolution's gradients are taken in the dtype the
+forward convolution ran in (then returned in each input's own dtype, as autocast's casts would).
 """
 
 from __future__ import annotations
@@ -59,9 +63,19 @@ def _front(x: torch.Tensor, gn_weight: torch.Tensor, gn_bias: torch.Tensor, spec
     return _act(F.group_norm(h, spec.groups, gn_weight, gn_bias, spec.eps), spec.post_slope, inplace=True)
 
 
+def _autocast_state(device_type: str) -> tuple[str, torch.dtype | None]:
+    """(device type, the autocast dtype if autocast is on for it, else None)."""
+    try:
+        on = torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know
+        return device_type, None
+    return device_type, torch.get_autocast_dtype(device_type) if on else None
+
+
 class _NormActConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gn_weight, gn_bias, conv_weight, conv_bias, source, spec: _Spec):
+        ctx.autocast = _autocast_state(x.device.type)
         with torch.no_grad():
             z = F.conv3d(_front(x, gn_weight, gn_bias, spec), conv_weight, conv_bias, spec.stride, spec.padding)
         # With a source, x == upsample2(source): keep the 8x smaller source and upsample again in backward.
@@ -79,13 +93,19 @@ class _NormActConv(torch.autograd.Function):
         if ctx.from_source:
             with torch.no_grad():
                 kept = upsample2(kept)
-        with torch.enable_grad():
+        device_type, autocast_dtype = ctx.autocast
+        same_autocast = contextlib.nullcontext()
+        if autocast_dtype is not None:
+            same_autocast = torch.autocast(device_type, dtype=autocast_dtype)
+        with torch.enable_grad(), same_autocast:
             leaves = [t.detach().requires_grad_(n) for t, n in zip((kept, gn_weight, gn_bias), need[:3], strict=True)]
             y = _front(*leaves, spec)
+        # The forward convolution ran in grad_z's dtype (autocast's choice); its gradients are taken in that dtype.
+        dtype = grad_z.dtype
         grad_y, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad_z,
-            y.detach(),
-            conv_weight,
+            y.detach().to(dtype),
+            conv_weight.to(dtype),
             [conv_weight.shape[0]] if has_bias else None,
             list(spec.stride),
             list(spec.padding),
@@ -98,9 +118,11 @@ class _NormActConv(torch.autograd.Function):
         grads: list[torch.Tensor | None] = [None, None, None]
         wanted = [leaf for leaf in leaves if leaf.requires_grad]
         if wanted:
-            computed = iter(torch.autograd.grad(y, wanted, grad_y))
+            computed = iter(torch.autograd.grad(y, wanted, grad_y.to(y.dtype)))
             grads = [next(computed) if leaf.requires_grad else None for leaf in leaves]
-        return (*grads, grad_w if need[3] else None, grad_b if has_bias and need[4] else None, None, None)
+        grad_w = grad_w.to(conv_weight.dtype) if need[3] else None
+        grad_b = grad_b.to(conv_weight.dtype) if has_bias and need[4] else None  # bias and weight share a dtype
+        return (*grads, grad_w, grad_b, None, None)
 
 
 def norm_act_conv(

@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ccq.models.decoder import SkipGate
 from ccq.models.head import apply_dynamic_convs
@@ -85,3 +86,64 @@ def test_recomputing_units_give_the_same_gradients_as_plain_autograd():
 
     for a, b in zip(grads(True), grads(False), strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+
+
+class _DtypeRecorder(TorchDispatchMode):
+    """Records the tensor dtypes that group norm and convolution kernels receive (below autocast's casts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple[torch.dtype, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if name in ("native_group_norm", "convolution", "convolution_backward"):
+            self.calls.append((name, tuple(a.dtype for a in args if isinstance(a, torch.Tensor))))
+        return func(*args, **(kwargs or {}))
+
+
+def test_recomputing_units_under_autocast_match_plain_autograd():
+    # Mixed-precision training (bf16/fp16 autocast) recomputes GN -> act in backward, where autocast is off unless
+    # the unit re-enters it. On CUDA the forward GN runs in float32 (autocast's cast) and the convolution in bf16;
+    # a recomputation outside autocast fed GN a bf16 input with float32 weights and the convolution's backward a
+    # float32 weight with bf16 gradients: "expected scalar type BFloat16 but found Float". The CPU kernels accept
+    # mixed dtypes, so besides comparing gradients with plain autograd this checks what the kernels receive: in
+    # backward the same dtypes as in forward, and one dtype for all of convolution_backward's tensors.
+    # (Sizes: torch's CPU bfloat16 conv3d backward is wrong on tiny volumes such as 2x4x4, hence 4x8x8 -> 8x16x16.)
+    from ccq.models.fused import norm_act_conv, recompute_enabled, upsample2
+
+    torch.manual_seed(0)
+    source = torch.randn(2, 8, 4, 8, 8).to(torch.bfloat16)  # as a previous autocast convolution's output
+    gn = torch.nn.GroupNorm(4, 8)
+    torch.nn.init.normal_(gn.weight, 1.0, 0.2)
+    torch.nn.init.normal_(gn.bias, 0.0, 0.2)
+    conv_weight = torch.nn.Parameter(torch.randn(16, 8, 3, 3, 3) * 0.1)
+    conv_bias = torch.nn.Parameter(torch.randn(16) * 0.1)
+    leaves = [gn.weight, gn.bias, conv_weight, conv_bias]
+
+    def grads(enabled: bool, from_source: bool) -> tuple[list[torch.Tensor], _DtypeRecorder, _DtypeRecorder]:
+        x = source.detach().requires_grad_(True)
+        for p in leaves:
+            p.grad = None
+        forward, backward = _DtypeRecorder(), _DtypeRecorder()
+        with recompute_enabled(enabled), torch.autocast("cpu", dtype=torch.bfloat16), forward:
+            up = upsample2(x)
+            z = norm_act_conv(up, gn, conv_weight, conv_bias, padding=1, pre_slope=0.1, post_slope=0.1,
+                              source=x if from_source else None)  # fmt: skip
+        assert z.dtype == torch.bfloat16  # autocast really was on
+        with backward:
+            (z.float() ** 2).mean().backward()
+        return [x.grad, *(p.grad for p in leaves)], forward, backward
+
+    for from_source in (False, True):
+        (recomputed, forward, backward), (plain, _, _) = grads(True, from_source), grads(False, from_source)
+        gn_forward = [dtypes for name, dtypes in forward.calls if name == "native_group_norm"]
+        gn_backward = [dtypes for name, dtypes in backward.calls if name == "native_group_norm"]
+        assert gn_forward and gn_backward == gn_forward
+        conv_backward = [dtypes for name, dtypes in backward.calls if name == "convolution_backward"]
+        assert conv_backward and all(len(set(dtypes)) == 1 for dtypes in conv_backward), conv_backward
+        for a, b in zip(recomputed, plain, strict=True):
+            assert a.dtype == b.dtype
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-2)
