@@ -27,7 +27,7 @@ from ccq.data import phantom, phantom_anatomy
 from ccq.data.phantom import generate_collection
 from ccq.data.prepare_run import prepare_collection
 from ccq.data.preprocessing import PreprocessingConfig
-from ccq.demo import PHANTOM_SPACING, SPACING, evaluate_test_cases
+from ccq.demo import PHANTOM_SPACING, SPACING, DemoOptions, evaluate_test_cases
 from ccq.models import get_preset
 from ccq.training.config import get_train_preset
 from ccq.training.trainer import Trainer
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10, help="Phantom cases per task, test cases included.")
     parser.add_argument("--test-cases", type=int, default=2)
     parser.add_argument("--shape", type=int, nargs=3, default=[48, 96, 96])
+    parser.add_argument("--tasks", default=",".join(DemoOptions.tasks), help="Phantom tasks (default: the demo's).")
     parser.add_argument("--spacing", type=float, nargs=3, default=None, help="Working spacing (default: the demo's).")
     parser.add_argument("--model", default=None, help="Model preset (default: the demo training preset's).")
     parser.add_argument("--model-overrides", default="{}", help="JSON object of ModelConfig fields.")
@@ -67,13 +68,14 @@ def main() -> None:
     work = args.work.expanduser()
     # The generator's source is part of the key: editing the anatomy makes new phantoms.
     source = Path(phantom_anatomy.__file__).read_bytes() + Path(phantom.__file__).read_bytes()
-    phantom_key = _key(args.seed, args.cases, args.test_cases, args.shape, hashlib.sha1(source).hexdigest())
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    phantom_key = _key(args.seed, args.cases, args.test_cases, args.shape, hashlib.sha1(source).hexdigest(), tasks)
     phantom_dir = work / f"phantom-{phantom_key}"
     began = time.perf_counter()
     if not (phantom_dir / "collection.yaml").is_file():
         shutil.rmtree(phantom_dir, ignore_errors=True)
         generate_collection(phantom_dir, cases_per_task=args.cases, test_cases_per_task=args.test_cases,
-                            seed=args.seed, shape=tuple(args.shape), spacing=PHANTOM_SPACING)  # fmt: skip
+                            seed=args.seed, shape=tuple(args.shape), spacing=PHANTOM_SPACING, tasks=tasks)  # fmt: skip
     from ccq.data.collection import load_collection
 
     collection = load_collection(phantom_dir / "collection.yaml")

@@ -1,7 +1,7 @@
 """Peak memory of `ccq predict` on a large CT: how many copies of the volume the whole pipeline holds.
 
     python benchmarks/infer_memory.py [--shape 512 512 300] [--voxel 0.8 0.8 1.5] [--preset demo]
-        [--spacing 3.0 2.25 2.25] [--overlap 0.5] [--tasks all] [--stub] [--threads 2] [--json]
+        [--spacing Z Y X] [--overlap 0.5] [--tasks all] [--stub] [--threads 2] [--json]
 
 A synthetic CT of --shape voxels (int16 HU, --voxel mm, RAS; a body, organs and a spine) is written as .nii.gz,
 with a randomly initialised checkpoint of --preset whose preprocessing has --spacing (default: the spacing of
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="voxel size of the CT in mm (default: 0.8 0.8 1.5)")  # fmt: skip
     p.add_argument("--preset", default="demo", help="model preset (default: demo)")
     p.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
-                   help="the checkpoint's working spacing (default: ccq demo's 3.0 2.25 2.25)")  # fmt: skip
+                   help="the checkpoint's working spacing (default: ccq demo's, ccq.demo.SPACING)")  # fmt: skip
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--tasks", default="all")
     p.add_argument("--stub", action="store_true", help="a pointwise stand-in for the network (see above)")

@@ -14,9 +14,9 @@ Printed: both wall times, their ratio (the speed-up of predicting all tasks at o
 difference between the two sets of probabilities (they must agree to float32 noise), and the same ratio in
 floating-point operations per window (`torch.utils.flop_counter`): the speed-up a compute-bound device could reach.
 In CCQ only the encoder and image transformer are shared; the whole CNN decoder runs once per task and branch,
-which bounds that ratio well below the number of tasks. The default volume is
-48x96x96 voxels = 8 windows of the demo preset's 32x64x64 patch. With --json the last line printed is one JSON
-object: {"speedup_all_tasks": ..., "max_abs_diff": ..., "all_tasks_s": ..., "one_by_one_s": ..., ...}.
+which bounds that ratio well below the number of tasks. The default volume is 48x96x96 voxels (the number of
+windows it makes with the preset's patch is printed). With --json the last line printed is one JSON object:
+{"speedup_all_tasks": ..., "max_abs_diff": ..., "all_tasks_s": ..., "one_by_one_s": ..., ...}.
 Timings on a shared machine are noisy: compare figures of one run.
 """
 
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--preset", default="demo", help="model preset (default: demo)")
     p.add_argument("--shape", type=int, nargs=3, default=(48, 96, 96), metavar=("D", "H", "W"),
-                   help="prepared volume size in voxels (default: 48 96 96, 8 demo windows)")  # fmt: skip
+                   help="prepared volume size in voxels (default: 48 96 96)")  # fmt: skip
     p.add_argument("--tasks", type=int, default=7, help="number of tasks, ids 0..N-1 (default: 7, MOTS)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap (default: 0.5)")

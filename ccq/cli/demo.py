@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ccq.demo import DemoOptions
 from ccq.errors import CCQError
 
 
@@ -29,10 +30,10 @@ def demo(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
     # Testing knobs: a whole demo in seconds (tiny model, few small phantoms). Hidden from --help.
-    cases: Annotated[int, typer.Option("--cases", min=2, hidden=True)] = 10,
-    test_cases: Annotated[int, typer.Option("--test-cases", min=1, hidden=True)] = 2,
+    cases: Annotated[int, typer.Option("--cases", min=2, hidden=True)] = DemoOptions.cases,
+    test_cases: Annotated[int, typer.Option("--test-cases", min=1, hidden=True)] = DemoOptions.test_cases,
     shape: Annotated[tuple[int, int, int], typer.Option("--shape", hidden=True)] = (48, 96, 96),
-    tasks: Annotated[str, typer.Option("--tasks", hidden=True)] = "liver,kidney,pancreas,colon,spleen",
+    tasks: Annotated[str, typer.Option("--tasks", hidden=True)] = ",".join(DemoOptions.tasks),
     model: Annotated[str, typer.Option("--model-preset", hidden=True)] = "demo",
 ) -> None:
     """Run CCQ end to end on synthetic CT with the commands a user runs (each printed): make a partially
@@ -43,7 +44,7 @@ def demo(
     OUT/model, usable with `ccq predict --model OUT/model`.
     An existing non-empty folder is refused unless an earlier demo wrote it.
     """
-    from ccq.demo import DemoOptions, run_demo
+    from ccq.demo import run_demo
 
     names = tuple(t for t in (part.strip() for part in tasks.split(",")) if t)
     if not names:

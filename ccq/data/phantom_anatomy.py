@@ -62,7 +62,7 @@ HU = {
     "kidney": 185.0,
     "kidney_medulla": 140.0,
     "pancreas": 95.0,
-    "colon": 75.0,
+    "colon": 65.0,
     "colon_lumen": -950.0,
 }
 
@@ -185,19 +185,27 @@ def _inner_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 
 def _place_tumor(
-    rng: np.random.Generator, grid: Grid, region: np.ndarray, near: np.ndarray | None = None
+    rng: np.random.Generator,
+    grid: Grid,
+    region: np.ndarray,
+    near: np.ndarray | None = None,
+    required: bool = True,
+    size: tuple[float, float] = (0.6, 0.95),
 ) -> np.ndarray:
-    """A lesion strictly inside ``region`` (its one-voxel dilation stays inside), optionally near ``near``."""
+    """A lesion strictly inside ``region`` (its one-voxel dilation stays inside), optionally near ``near``;
+    without room for one, an error if ``required``, else no lesion."""
     # Drawing inside the eroded region is what makes the lesion strictly interior; it may flatten against
     # the organ's capsule, as real lesions do.
     inner = ndimage.binary_erosion(region)
     depth = _inner_distance(inner, grid.spacing)
     if depth.max() < 1.5 * min(grid.spacing):
+        if not required:
+            return np.zeros(grid.shape, bool)
         raise CCQError(
             f"phantom: an organ is too small for a tumor at shape {grid.shape}; use a larger shape"
         )
-    radius = min(rng.uniform(0.6, 0.95) * float(depth.max()), 12.0 * max(grid.spacing))
-    candidates = depth >= 0.85 * radius
+    radius = min(rng.uniform(*size) * float(depth.max()), 12.0 * max(grid.spacing))
+    candidates = depth >= min(0.85 * radius, 0.9 * float(depth.max()))  # a lesion wider than the organ: centred deep
     if near is not None and (near & region).any():
         box = _bbox(region)
         close = np.zeros(grid.shape, bool)
@@ -329,7 +337,15 @@ def make_case(
             tumors[task] = _colon_tumor(rng, g, region, colon_dist, colon_radius)
         else:
             near = (anatomy == ANATOMY["hepatic_vessel"]) if task == "hepatic_vessel" else None
-            tumors[task] = _place_tumor(rng, g, region, near)
+            # A pancreatic carcinoma usually takes the gland's whole thickness over a segment (median ~3 cm against a
+            # 2-3 cm thick gland): its radius may exceed the gland's half-thickness, the gland's outline clips it.
+            size = (0.9, 1.3) if task == "pancreas" else (0.6, 0.95)
+            tumors[task] = _place_tumor(rng, g, region, near, size=size)
+            # Liver lesions are often several (metastases, multifocal carcinoma): up to three, apart.
+            for _ in range(int(rng.choice([0, 1, 2], p=[0.4, 0.35, 0.25])) if task == "liver" else 0):
+                room = region & ~ndimage.binary_dilation(tumors[task], iterations=2)
+                if ndimage.binary_erosion(room).any():
+                    tumors[task] |= _place_tumor(rng, g, room, None, required=False)
         anatomy[tumors[task]] = ANATOMY[_TUMOR_NAME.get(task, f"{task}_tumor")]
 
     image = np.full(g.shape, hu["air"], np.float32)
@@ -357,11 +373,13 @@ def make_case(
         # with that (renal cell carcinomas enhance less than the kidney in the portal venous phase).
         organ_hu = hu[{"hepatic_vessel": "liver", "kidney": "kidney_medulla"}.get(task, task)]
         # Most tumors enhance less than their organ (hypovascular metastases, pancreatic adenocarcinoma, renal
-        # cell carcinoma: hypodense by some 35-65 HU in this phase); some liver lesions are hyperdense.
-        delta = rng.uniform(30, 50) if task in ("liver", "hepatic_vessel") and rng.random() < 0.25 else None
-        value = organ_hu + delta if delta is not None else organ_hu - rng.uniform(35, 65)
-        if task in ("lung", "colon"):
-            value = rng.uniform(55, 90)  # an enhancing soft-tissue mass in air or in the bowel
+        # cell carcinoma: hypodense by some 40-75 HU in this phase); a few liver lesions are hyperdense.
+        delta = rng.uniform(35, 55) if task in ("liver", "hepatic_vessel") and rng.random() < 0.1 else None
+        value = organ_hu + delta if delta is not None else organ_hu - rng.uniform(40, 75)
+        if task == "colon":
+            value = rng.uniform(80, 105)  # carcinoma enhances more than the normal bowel wall
+        elif task == "lung":
+            value = rng.uniform(30, 60)  # a soft-tissue nodule in air
         image[lesion] = value
 
     # Partial-volume blur, then scanner noise.

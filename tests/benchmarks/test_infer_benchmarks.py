@@ -27,5 +27,6 @@ def test_infer_speed_reports_the_speedup_and_agreement() -> None:
 
 
 def test_infer_memory_reports_the_peak() -> None:
-    out = _json_tail(str(BENCHMARKS / "infer_memory.py"), "--stub", "--shape", "64", "64", "24", "--tasks", "liver")
+    out = _json_tail(str(BENCHMARKS / "infer_memory.py"), "--stub", "--shape", "64", "64", "24", "--tasks", "liver",
+                     "--spacing", "3.0", "2.25", "2.25")  # fmt: skip
     assert out["peak_rss_mb"] >= out["baseline_rss_mb"] > 0 and out["working_shape"] == [12, 23, 23]

@@ -61,6 +61,10 @@ def test_tiny_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "| CCQ |" in report and "run/curves.png" in report and "overlays/" in report
     for link in [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]:
         assert (out / link).is_file(), link  # every picture the report shows exists
+    shown = [line for line in report.splitlines() if line.startswith("![") and "overview.png" in line]
+    assert [line.split("/")[-2] for line in shown] == ["liver", "colon"]  # one picture per task, in task order
+    # The demo trains without flips: its predictions must not average flipped windows (TTA is on by default on GPUs).
+    assert "--no-tta" in text
     assert (out / "results.json").is_file() and (out / "run" / "log.jsonl").is_file()
 
     (out / "my-notes.txt").write_text("mine")  # a rerun replaces the demo's entries, nothing else

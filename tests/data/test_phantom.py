@@ -110,6 +110,19 @@ def test_colon_tumor_is_a_mass_of_a_few_millilitres() -> None:
         assert ndimage.label(tumor)[1] == 1, seed  # one mass
 
 
+def test_liver_lesions_are_one_to_three_apart_inside_the_liver() -> None:
+    """Liver lesions are often several (metastases): one to three separate ones, each inside the liver."""
+    counts = []
+    for seed in range(10):
+        case = make_case(np.random.default_rng([seed, 0]), tumor_tasks=("liver",))
+        tumor = case.anatomy == ANATOMY["liver_tumor"]
+        labels, count = ndimage.label(tumor)
+        counts.append(count)
+        liver = np.isin(case.anatomy, [ANATOMY[n] for n in TUMOR_REGIONS["liver"]] + [ANATOMY["liver_tumor"]])
+        assert not (ndimage.binary_dilation(tumor) & ~liver).any(), seed
+    assert set(counts) <= {1, 2, 3} and max(counts) > 1, counts
+
+
 def test_hu_values_are_ct_like() -> None:
     case = make_case(np.random.default_rng(4), tumor_tasks=("liver",))
     image, anatomy = case.image.astype(float), case.anatomy
