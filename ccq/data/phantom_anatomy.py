@@ -344,8 +344,7 @@ def make_case(
             # Liver lesions are often several (metastases, multifocal carcinoma): up to three, apart.
             for _ in range(int(rng.choice([0, 1, 2], p=[0.4, 0.35, 0.25])) if task == "liver" else 0):
                 room = region & ~ndimage.binary_dilation(tumors[task], iterations=2)
-                if ndimage.binary_erosion(room).any():
-                    tumors[task] |= _place_tumor(rng, g, room, None, required=False)
+                tumors[task] |= _place_tumor(rng, g, room, None, required=False)
         anatomy[tumors[task]] = ANATOMY[_TUMOR_NAME.get(task, f"{task}_tumor")]
 
     image = np.full(g.shape, hu["air"], np.float32)
