@@ -63,19 +63,19 @@ def _front(x: torch.Tensor, gn_weight: torch.Tensor, gn_bias: torch.Tensor, spec
     return _act(F.group_norm(h, spec.groups, gn_weight, gn_bias, spec.eps), spec.post_slope, inplace=True)
 
 
-def _autocast_state(device_type: str) -> tuple[str, torch.dtype | None]:
-    """(device type, the autocast dtype if autocast is on for it, else None)."""
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype if autocast is on for this device type, else None."""
     try:
         on = torch.is_autocast_enabled(device_type)
     except RuntimeError:  # a device type autocast does not know
-        return device_type, None
-    return device_type, torch.get_autocast_dtype(device_type) if on else None
+        return None
+    return torch.get_autocast_dtype(device_type) if on else None
 
 
 class _NormActConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gn_weight, gn_bias, conv_weight, conv_bias, source, spec: _Spec):
-        ctx.autocast = _autocast_state(x.device.type)
+        ctx.autocast_dtype = _autocast_dtype(x.device.type)
         with torch.no_grad():
             z = F.conv3d(_front(x, gn_weight, gn_bias, spec), conv_weight, conv_bias, spec.stride, spec.padding)
         # With a source, x == upsample2(source): keep the 8x smaller source and upsample again in backward.
@@ -93,10 +93,9 @@ class _NormActConv(torch.autograd.Function):
         if ctx.from_source:
             with torch.no_grad():
                 kept = upsample2(kept)
-        device_type, autocast_dtype = ctx.autocast
         same_autocast = contextlib.nullcontext()
-        if autocast_dtype is not None:
-            same_autocast = torch.autocast(device_type, dtype=autocast_dtype)
+        if ctx.autocast_dtype is not None:
+            same_autocast = torch.autocast(kept.device.type, dtype=ctx.autocast_dtype)
         with torch.enable_grad(), same_autocast:
             leaves = [t.detach().requires_grad_(n) for t, n in zip((kept, gn_weight, gn_bias), need[:3], strict=True)]
             y = _front(*leaves, spec)
