@@ -20,6 +20,7 @@ weights, optimizer, grad scaler, every RNG and the loader positions are restored
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import shutil
@@ -476,6 +477,8 @@ class Trainer:
                     if stop:
                         self._stopped(stops.received or 0, stops.name or "a signal from another rank")
             self._finish()
+            self._release_ddp()
+            dd.barrier(self.dist)  # no rank tears its process group down while another still uses it
         finally:
             batches.close()  # ends the loader's iteration, which stops its worker processes
             bar.close()
@@ -484,9 +487,19 @@ class Trainer:
                 self._log = None
             if self._scalars is not None:
                 self._scalars.close()
+            self._release_ddp()
             dd.destroy_process_group(self.dist)
         best = self.run_dir / BEST if self.state.best_iteration is not None else None
         return TrainResult(self.run_dir, self.state, self.run_dir / LAST, best, self.split.val)
+
+    def _release_ddp(self) -> None:
+        """Free the DDP wrapper (and its reducer, which holds the process group) while the group is alive.
+
+        A reducer freed later, after `destroy_process_group` and once the other ranks had exited, hung in gloo's
+        process-group destructor (seen in the two-process CPU test: the run finished, one rank never exited)."""
+        if self.wrapped is not self.model and self.dist.enabled:
+            self.wrapped = self.model
+            gc.collect()  # DDP's hooks form reference cycles: free the reducer now, not at some later collection
 
     def _stopped(self, signum: int, name: str) -> None:
         message = (
