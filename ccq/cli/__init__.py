@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ccq.errors import CCQError
+from ccq.errors import CCQError, Interrupted
 from ccq.utils.fs import os_error_message
 
 app = typer.Typer(
@@ -41,13 +41,48 @@ def _register() -> None:
 _register()
 
 
+MAX_MESSAGE_CHARS = 2000
+"""The longest error line printed (a message quoting a huge value is cut in the middle)."""
+
+
+def error_line(message: object) -> str:
+    """``ccq: error: MESSAGE`` on one line, at most `MAX_MESSAGE_CHARS` characters of the message."""
+    text = " ".join(str(message).splitlines()) or "unknown error"
+    if len(text) > MAX_MESSAGE_CHARS:
+        half = MAX_MESSAGE_CHARS // 2
+        text = f"{text[:half]} ... ({len(text) - 2 * half} characters left out) ... {text[-half:]}"
+    return f"ccq: error: {text}"
+
+
+def _interruption(exit_: SystemExit) -> str:
+    """The line for Ctrl-C: what the command said it kept (`ccq.errors.Interrupted`), found in the chain of
+    exceptions behind the exit (typer turns KeyboardInterrupt into exit code 130)."""
+    seen: set[int] = set()
+    exc: BaseException | None = exit_
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, Interrupted):
+            return f"ccq: interrupted: {' '.join(str(exc).splitlines())}"
+        exc = exc.__cause__ or exc.__context__
+    return "ccq: interrupted"
+
+
 def main() -> None:
-    """Console entry point: user errors (and OSErrors) become one line on stderr and exit code 2."""
+    """Console entry point: user errors (and OSErrors) become one line on stderr and exit code 2; Ctrl-C one
+    line saying what was kept, exit code 130."""
     try:
         app()
     except CCQError as err:
-        print(f"ccq: error: {err}", file=sys.stderr)
+        print(error_line(err), file=sys.stderr)
         sys.exit(2)
     except OSError as err:  # a read-only or full output location, a vanished input ...: the system's reason
-        print(f"ccq: error: {os_error_message(err)}", file=sys.stderr)
+        print(error_line(os_error_message(err)), file=sys.stderr)
         sys.exit(2)
+    except MemoryError:  # the limits (ccq.limits) keep inputs far below this; the machine may be short anyway
+        print(error_line("out of memory; free memory or use a machine with more (README: Troubleshooting)"),
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+    except SystemExit as exit_:
+        if exit_.code == 130:
+            print(_interruption(exit_), file=sys.stderr)
+        raise

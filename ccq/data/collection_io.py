@@ -15,8 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ccq import limits
 from ccq.data.collection import Collection, Split, TaskSpec
 from ccq.errors import CCQError
+from ccq.utils.fs import check_name
 
 BUILTIN_COLLECTIONS = ("mots",)
 COLLECTION_SUFFIXES = (".yaml", ".yml", ".json")
@@ -34,21 +36,80 @@ def _check_suffix(path: Path) -> str:
 
 
 def parse_collection_text(text: str, suffix: str, where: str) -> Any:
-    """Parse JSON or YAML; a syntax error becomes one line naming the file and the line."""
+    """Parse JSON or YAML (every configuration file ccq reads); a syntax error becomes one line naming the file
+    and the line. Resources are bounded (`ccq.limits`): the text's length, the nesting depth, JSON integers, and
+    what YAML aliases may add (a few hundred bytes of nested aliases can stand for billions of values)."""
     if suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CCQError(f"{where}: invalid JSON at line {err.lineno}: {err.msg}") from None
+        return limits.parse_json(text, where)
     import yaml
 
+    limits.check_text_length(text, where)
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()  # yaml.safe_load, with the aliases measured before construction
+        if node is None:
+            return None
+        _check_yaml_graph(node, where)
+        return loader.construct_document(node)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise CCQError(f"{where}: invalid YAML{line}: {problem}") from None
+        raise CCQError(f"{where}: invalid YAML{line}: {' '.join(str(problem).split())[:200]}") from None
+    except RecursionError:
+        depth = limits.MAX_NESTING.get()
+        raise CCQError(f"{where}: YAML nested too deeply; expected at most {depth:g} levels") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_children(node: Any) -> list[Any]:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_yaml_graph(root: Any, where: str) -> None:
+    """Refuse a YAML document whose aliases refer to themselves, add more than `ccq.limits.MAX_YAML_EXPANSION`
+    values to what is written, or nest deeper than `ccq.limits.MAX_NESTING`; measured on the composed nodes
+    (each written once), without expanding anything."""
+    sizes: dict[int, int] = {}  # node -> values it stands for, aliases expanded
+    heights: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        children = _yaml_children(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            heights[key] = 1 + max((heights[id(c)] for c in children), default=0)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            line = node.start_mark.line + 1 if node.start_mark is not None else "?"
+            raise CCQError(f"{where}: the YAML value at line {line} contains itself (through an alias); expected a "
+                           "finite document")  # fmt: skip
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    written, expanded = len(sizes), sizes[id(root)]
+    extra, limit = expanded - written, limits.MAX_YAML_EXPANSION.get()
+    if extra > limit:
+        raise CCQError(
+            f"{where}: YAML aliases expand {written} written values to {expanded:.4g}; expected aliases to add at "
+            f"most {limit:.4g} values ({limits.MAX_YAML_EXPANSION.hint()})"
+        )
+    depth, max_depth = heights[id(root)], limits.MAX_NESTING.get()
+    if depth > max_depth:
+        raise CCQError(f"{where}: YAML nested {depth} levels deep; expected at most {max_depth:g} "
+                       f"({limits.MAX_NESTING.env})")  # fmt: skip
 
 
 def read_collection_file(path: Path) -> Collection:
@@ -63,7 +124,7 @@ def read_collection_file(path: Path) -> Collection:
     suffix = "" if not path.suffix and path.is_file() else _check_suffix(path)
     if not path.is_file():
         raise CCQError(f"{path}: no such collection file")
-    text = path.read_text(encoding="utf-8")
+    text = limits.read_text(path)
     if not suffix:
         suffix = ".json" if text.lstrip().startswith("{") else ".yaml"
     data = parse_collection_text(text, suffix, str(path))
@@ -161,7 +222,13 @@ class CaseFiles:
 
 
 def _first_existing(folder: Path, stem: str) -> Path | None:
-    return next((folder / f"{stem}{s}" for s in NIFTI_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+    for suffix in NIFTI_SUFFIXES:
+        path = folder / f"{stem}{suffix}"
+        if path.is_symlink() and not path.exists():
+            raise CCQError(f"{path} is a broken symbolic link (to {path.readlink()}); expected a NIfTI file")
+        if path.is_file():
+            return path
+    return None
 
 
 def find_cases(task: TaskSpec, dataset_dir: Path) -> list[CaseFiles]:
@@ -182,7 +249,10 @@ def find_cases(task: TaskSpec, dataset_dir: Path) -> list[CaseFiles]:
             # MSD tarballs carry macOS "._liver_0.nii.gz" resource forks: not images.
             if path.name.startswith(".") or not path.name.lower().endswith(NIFTI_SUFFIXES):
                 continue
+            if path.is_symlink() and not path.exists():
+                raise CCQError(f"{path} is a broken symbolic link (to {path.readlink()}); expected a NIfTI image")
             case_id, channel = case_id_from_filename(path.name)
+            check_name(case_id, "case id", path)
             if channel not in (None, 0):
                 raise CCQError(f"{path}: channel {channel:04d}; a CT dataset has a single channel (_0000)")
             if case_id in cases:

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import scipy.ndimage as ndi
 import torch
 from nibabel import orientations as nio
 
+from ccq import limits
+from ccq.data.nifti_file import read_nifti_file
 from ccq.errors import CCQError
 
 CANONICAL_AXCODES = ("L", "P", "S")
@@ -102,31 +103,11 @@ def load_nifti(path: str | Path, *, what: str, case: str, as_float: bool = True)
 
     ``as_float``: float32 with the header's scaling applied (images); else the stored values (label maps).
     A trailing singleton 4th dimension (written by some converters) is dropped; a real 4D series is refused.
+    The header is checked before any voxel is read: sizes within `ccq.limits` and the memory available, no zero
+    or implausible voxel size, real values (`ccq.data.nifti_file`).
     """
-    path = Path(path)
-    try:
-        img = nib.load(str(path))
-    except Exception as err:  # nibabel raises many types for a bad header; the user needs only the file name
-        msg = f"case {case}: cannot read {what} {path}: {_short(err)}; expected a NIfTI file"
-        raise CCQError(msg) from err
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise CCQError(f"case {case}: {what} {path} is a {type(img).__name__}; expected a NIfTI file")
-    shape = tuple(img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3:
-        raise CCQError(f"case {case}: {what} {path} has shape {tuple(img.shape)}; expected a 3D volume")
-    try:
-        data = img.get_fdata(dtype=np.float32) if as_float else np.asanyarray(img.dataobj)
-    except Exception as err:  # truncated gzip streams surface only here, as EOFError/zlib/OSError
-        msg = f"case {case}: cannot read the voxels of {what} {path}: {_short(err)} (truncated file?)"
-        raise CCQError(msg) from err
-    return np.asarray(data).reshape(shape), np.asarray(img.affine, dtype=np.float64)
-
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) < 160 else text[:157] + "..."
+    array, affine, _ = read_nifti_file(path, what=what, case=case, as_float=as_float)
+    return array, affine
 
 
 def check_same_grid(
@@ -245,7 +226,10 @@ def resample(
     if order not in (0, 1, 3):
         raise CCQError(f"resample: order={order}; expected 0 (nearest), 1 (linear) or 3 (cubic)")
     in_shape = tuple(array.shape[-3:])
+    if shape is None:  # callers that know the file check first, naming it (`ccq.limits.check_grid`)
+        limits.check_grid(in_shape, spacing, new_spacing, "resample")
     out_shape = target_shape(in_shape, spacing, new_spacing) if shape is None else tuple(map(int, shape))
+    limits.check_voxels(out_shape, "resample:", "output grid")
     ratios = [float(t) / float(s) for s, t in zip(spacing, new_spacing, strict=True)]
     if order == 0:
         out = array

@@ -6,24 +6,29 @@ interrupted run is resumed by running the same command again.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from ccq import limits
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.data.collection_io import parse_collection_text
 from ccq.data.prepare import prepare_case
 from ccq.data.preprocessing import PreprocessingConfig
-from ccq.errors import CCQError
+from ccq.errors import CCQError, Interrupted
 from ccq.utils import fs
 
 
@@ -72,7 +77,7 @@ def read_folders_file(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise CCQError(f"{path}: no such folders file; expected a JSON or YAML mapping task name -> folder")
     suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    data = parse_collection_text(limits.read_text(path), suffix, str(path))
     if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
         raise CCQError(f"{path}: expected a mapping of task name -> folder (strings)")
     return {str(k): v for k, v in data.items()}
@@ -88,8 +93,16 @@ def with_folders(collection: Collection, folders: Mapping[str, str] | None) -> C
     )
 
 
+def _has_prepared_cases(out_dir: Path) -> bool:
+    """Whether any finished case (earlier runs included) is in ``out_dir``: only then do its index files say what
+    the folder holds (a run that prepared nothing leaves none, see `prepare_collection`)."""
+    return next((out_dir / cache.CASES_DIR).glob(f"*/*/{cache.META_FILE}"), None) is not None
+
+
 def _check_compatible(out_dir: Path, collection: Collection, preprocessing: PreprocessingConfig) -> None:
     """Refuse to mix cases prepared with another spacing/window or other channel rules in one folder."""
+    if not _has_prepared_cases(out_dir):
+        return  # index files without a case (an older ccq's failed run): nothing they describe can be mixed
     pre_path = out_dir / cache.PREPROCESSING_FILE
     if pre_path.is_file():
         old = cache.read_json(pre_path, "preprocessing.json")
@@ -188,10 +201,36 @@ def _naming_case(job: _Job, message: str) -> str:
     return message if message.startswith((f"case {job.case_id}:", f"case {key}:")) else f"case {key}: {message}"
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    """Set up a worker: it ends when its parent does, leaves Ctrl-C to the parent, and shares out the CPUs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool and says what was kept
+    _exit_with_parent(parent)
     import torch
 
     torch.set_num_threads(threads)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies (a SIGKILLed ``ccq prepare`` must not leave its workers running):
+    Linux's PR_SET_PDEATHSIG, and everywhere a daemon thread that polls the parent pid once a second."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the thread below still does it
+    if os.getppid() != parent:  # it died before the kernel was told to watch
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="ccq-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _execute(
@@ -224,7 +263,7 @@ def _execute(
         # spawn, not fork: forking a process whose torch/OpenMP threads already ran can deadlock.
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(
-            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads, os.getpid())
         ) as pool:
             pending: dict[Future, _Job] = {}
             queue = iter(jobs)
@@ -241,9 +280,12 @@ def _execute(
                         nxt = next(queue, None)
                         if nxt is not None:
                             pending[pool.submit(_run_job, nxt, out_dir, pre)] = nxt
-            except BaseException:
+            except BaseException as err:
                 for fut in pending:
                     fut.cancel()
+                if isinstance(err, KeyboardInterrupt):  # stop now: the cases in flight are discarded
+                    for process in active_children():
+                        process.terminate()
                 raise
     finally:
         bar.close()
@@ -274,25 +316,59 @@ def prepare_collection(
         raise CCQError(f"workers={workers}: expected at least 1")
     # The stored collection names the raw data it was prepared from (provenance; training never reads it).
     collection = dataclasses.replace(with_folders(collection, folders), root=str(raw_root))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CCQError(f"--out {out_dir} exists and is a file; expected a folder (new, or prepared before)")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_compatible(out_dir, collection, preprocessing)
-    cache.remove_temporaries(out_dir)
-    cache.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict())
-    cache.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict())
-
     summary = PrepareSummary(out_dir=out_dir)
-    jobs = _plan(collection, raw_root, summary, keep_going)
-    todo = []
-    for job in jobs:
-        if cache.is_case_finished(out_dir, job.task.name, job.case_id):
-            summary.skipped.append(f"{job.task.name}/{job.case_id}")
-        else:
-            todo.append(job)
     try:
-        _execute(todo, out_dir, preprocessing, workers, keep_going, summary, progress)
+        _check_compatible(out_dir, collection, preprocessing)
+        cache.remove_temporaries(out_dir)
+        jobs = _plan(collection, raw_root, summary, keep_going)
+        todo = []
+        for job in jobs:
+            if cache.is_case_finished(out_dir, job.task.name, job.case_id):
+                summary.skipped.append(f"{job.task.name}/{job.case_id}")
+            else:
+                todo.append(job)
+        # Written before any case, so that a case folder never exists without them.
+        cache.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict())
+        cache.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict())
+        try:
+            _execute(todo, out_dir, preprocessing, workers, keep_going, summary, progress)
+        except KeyboardInterrupt:
+            total = len(summary.done) + len(summary.skipped)
+            raise Interrupted(
+                f"{len(summary.done)} case(s) prepared by this run, {total} of {len(jobs)} in {out_dir}, are kept "
+                "(a case in progress is discarded); run the same command again to resume"
+            ) from None
+        finally:
+            if _has_prepared_cases(out_dir):
+                write_manifest(out_dir, collection, preprocessing, jobs, summary)
     finally:
-        write_manifest(out_dir, collection, preprocessing, jobs, summary)
+        if not _has_prepared_cases(out_dir):
+            _remove_index(out_dir, created)
     return summary
+
+
+def _remove_index(out_dir: Path, created: bool) -> None:
+    """Nothing was prepared: leave no index files (a corrected rerun may choose another preprocessing), and no
+    folder if this run made it."""
+    for name in (cache.MANIFEST_FILE, cache.COLLECTION_FILE, cache.PREPROCESSING_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    if created:
+        cases = out_dir / cache.CASES_DIR
+        for task_dir in sorted(cases.glob("*")) if cases.is_dir() else []:
+            _rmdir_if_empty(task_dir)
+        _rmdir_if_empty(cases)
+        _rmdir_if_empty(out_dir)
+
+
+def _rmdir_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (or gone): kept as it is
 
 
 def write_manifest(

@@ -37,6 +37,7 @@ from ccq.evaluation.cases import (
 from ccq.evaluation.loading import LoadedCase, channel_masks, check_same_grid, load_case, native_ground_truth
 from ccq.evaluation.report import build_summary, check_reports_free, paper_comparison, write_reports
 from ccq.evaluation.scoring import check_definition, score_masks
+from ccq.utils import fs
 
 OVERLAYS_DIR = "overlays"
 
@@ -131,7 +132,8 @@ def score_case(source: CaseSource, loaded: LoadedCase, definition: str) -> list[
 
 
 def _overlay_dir(out: Path, source: CaseSource) -> Path:
-    return out / OVERLAYS_DIR / source.case_id / source.task.name
+    case_dir = fs.child_path(out / OVERLAYS_DIR, source.case_id, "case id")  # case ids come from file names
+    return fs.child_path(case_dir, source.task.name, "task name")
 
 
 def _structure_names(task: TaskSpec) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ccq import limits
 from ccq.data import geometry
 from ccq.data.collection import TaskSpec
 from ccq.errors import CCQError
@@ -219,11 +220,13 @@ def load_case(source: CaseSource, definition: str, spacing: Sequence[float] | No
         return LoadedCase(p, g, hd_spacing, "native", native_pred=pred, affine=pred_affine, native_gt=gt)
     if spacing is None:
         raise CCQError("the mots definition needs the working spacing (z, y, x mm)")
+    spacing = limits.check_spacing(spacing, "the working grid of the mots definition", "spacing")
     # Both maps through the ground truth's affine: the grids agree within tolerance, and one affine keeps the two
     # resampled maps voxel for voxel aligned.
     canon_pred, info = geometry.to_canonical(pred, gt_affine)
     canon_gt, _ = geometry.to_canonical(gt, gt_affine)
     canon_scored, _ = geometry.to_canonical(scored, gt_affine)
+    limits.check_grid(info.shape, info.spacing, spacing, f"case {case}: ground truth {source.gt}")
     (p, g), _ = resample_cropped([canon_pred, canon_gt], info.spacing, spacing, mask=canon_scored)
     return LoadedCase(p, g, (1.0, 1.0, 1.0), "working", native_pred=pred, affine=pred_affine, native_gt=gt)
 
@@ -235,7 +238,7 @@ def _load_prepared(source: CaseSource, definition: str, pred: np.ndarray, pred_a
                     entry["original_shape"], entry["original_affine"], what="the prepared case's source")  # fmt: skip
     check_labels(pred, source.task, where=f"case {case}: prediction {source.pred}")
     gt = np.asarray(source.dataset.label(entry, mmap=True))  # the dataset's values, checked when prepared
-    working = tuple(float(s) for s in entry["spacing"])
+    working = limits.check_spacing(entry["spacing"], f"case {case}: prepared entry", "spacing")
     # Through the source's affine, as `ccq prepare` resampled the label: the same orientation and shape.
     canon_pred, info = geometry.to_canonical(pred, np.asarray(entry["original_affine"]))
     gt_scored = scored_voxels(source.task, gt)

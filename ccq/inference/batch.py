@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccq.data.collection import CHANNELS, TaskSpec
-from ccq.errors import CCQError
+from ccq.errors import CCQError, Interrupted
 from ccq.io import CaseInput, IntensityWarning, find_cases, read_case
 from ccq.io.inputs import probe_case
+from ccq.utils import fs
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
     from tqdm import tqdm
 
     from ccq.inference.predictor import Predictor
-    from ccq.inference.writer import OVERLAYS_DIR, CaseWriter, check_outputs_free, output_paths
+    from ccq.inference.writer import LABELS_FILE, OVERLAYS_DIR, CaseWriter, check_outputs_free, output_paths
 
+    fs.check_output_folder(options.output, "-o")
     cases: list[CaseInput] = find_cases(options.input_path, options.series)
     for case in cases:
         probe_case(case)  # headers only: a bad file in a batch fails now, with nothing written
@@ -101,33 +103,41 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
     settings = predictor.settings()
     done: list[Path] = []
     bar = tqdm(cases, desc="predict", unit="case", disable=not options.progress or len(cases) < 2, file=sys.stderr)
-    for case in bar:
-        with _intensity_warnings_to(echo):
-            image = read_case(case)
-            prepared = predictor.prepare(image)
-        if not options.overlays:
-            del image  # the prediction does not need the CT any more: free its memory
-        writer = CaseWriter(
-            options.output, case.name, affine=prepared.affine, header=prepared.header, overwrite=options.overwrite
-        )
-        masks: dict[str, object] = {}
-        labelled = structure_names(specs)
-        for result in predictor.iter_tasks(prepared, specs, keep_probabilities=options.save_probabilities):
-            writer.write_task(
-                result.task, result.label, probabilities=result.probabilities,
-                rule=None if result.rule is None else result.rule.to_dict(),
-            )  # fmt: skip
+    try:
+        for case in bar:
+            with _intensity_warnings_to(echo):
+                image = read_case(case)
+                prepared = predictor.prepare(image)
+            if not options.overlays:
+                del image  # the prediction does not need the CT any more: free its memory
+            writer = CaseWriter(
+                options.output, case.name, affine=prepared.affine, header=prepared.header, overwrite=options.overwrite
+            )
+            masks: dict[str, object] = {}
+            labelled = structure_names(specs)
+            for result in predictor.iter_tasks(prepared, specs, keep_probabilities=options.save_probabilities):
+                writer.write_task(
+                    result.task, result.label, probabilities=result.probabilities,
+                    rule=None if result.rule is None else result.rule.to_dict(),
+                )  # fmt: skip
+                if options.overlays:
+                    masks.update({labelled[(result.task.name, c)]: m for c, m in result.masks.items()})
+                del result
+            extra = {**settings, **({"series": case.series} if case.series else {})}
             if options.overlays:
-                masks.update({labelled[(result.task.name, c)]: m for c, m in result.masks.items()})
-            del result
-        extra = {**settings, **({"series": case.series} if case.series else {})}
-        if options.overlays:
-            from ccq.viz.overlays import write_overlays
+                from ccq.viz.overlays import write_overlays
 
-            pictures = write_overlays(image.array, image.affine, masks, writer.case_dir / OVERLAYS_DIR)
-            extra["overlays"] = [str(p.relative_to(writer.case_dir)) for p in pictures]
-            del image, masks
-        writer.finish(extra, source=prepared.source)
-        echo(f"{case.path.name}: {', '.join(names)} -> {writer.case_dir}")
-        done.append(writer.case_dir)
+                pictures = write_overlays(image.array, image.affine, masks, writer.case_dir / OVERLAYS_DIR)
+                extra["overlays"] = [str(p.relative_to(writer.case_dir)) for p in pictures]
+                del image, masks
+            writer.finish(extra, source=prepared.source)
+            echo(f"{case.path.name}: {', '.join(names)} -> {writer.case_dir}")
+            done.append(writer.case_dir)
+    except KeyboardInterrupt:
+        partial = [c.name for c in cases[len(done) : len(done) + 1] if (options.output / c.name).exists()]
+        again = "run the command again" + (" with --overwrite (or -i naming the rest)" if done or partial else "")
+        raise Interrupted(
+            f"{len(done)} of {len(cases)} case(s) complete in {options.output} (each with its {LABELS_FILE})"
+            f"{''.join(f'; {name} is partly written (no {LABELS_FILE})' for name in partial)}; to finish, {again}"
+        ) from None
     return done

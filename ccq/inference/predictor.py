@@ -177,7 +177,7 @@ class Predictor:
         """Read (if needed) and preprocess one CT; warns (`ccq.io.IntensityWarning`) if it does not look like HU."""
         image = as_image_volume(volume, series=series)
         check_ct_values(image.array, f"image {image.source}")
-        prepared, info = preprocess_image(image.array, image.affine, self.preprocessing)
+        prepared, info = preprocess_image(image.array, image.affine, self.preprocessing, where=f"image {image.source}")
         return PreparedVolume(image=prepared, info=info, affine=image.affine, header=image.header, source=image.source)
 
     def probabilities(self, prepared: PreparedVolume, specs: Sequence[TaskSpec]) -> tuple[torch.Tensor, list]:

@@ -21,6 +21,7 @@ from ccq.checkpoint import (
     save_checkpoint,
 )
 from ccq.checkpoint import io as ckpt_io
+from ccq.checkpoint import swap as ckpt_swap
 from ccq.errors import CCQError
 
 
@@ -140,7 +141,7 @@ def test_saving_creates_missing_parents(tmp_path, save, make_model):
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "rename-aside"])
 def test_existing_checkpoint_is_replaced(tmp_path, save, make_model, monkeypatch, exchange):
     if not exchange:
-        monkeypatch.setattr(ckpt_io, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(ckpt_swap, "_exchange", lambda a, b: False)
     out = tmp_path / "ckpt"
     save(out, make_model(seed=1), source="old")
     new = make_model(seed=2)
@@ -171,7 +172,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, save, make_mode
 def test_failure_between_renames_puts_previous_back(tmp_path, save, make_model, monkeypatch):
     out = tmp_path / "ckpt"
     save(out, make_model(seed=1), source="old")
-    monkeypatch.setattr(ckpt_io, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(ckpt_swap, "_exchange", lambda a, b: False)
     real_rename = os.rename
     calls = []
 
