@@ -256,13 +256,16 @@ class _JSONLimit(ValueError):
 
 
 def _parse_int(text: str) -> int:
-    if len(text) - text.startswith("-") > MAX_INT_DIGITS.get():
-        raise _JSONLimit(f"an integer of {len(text)} digits ({quote(text, 24)})")
+    digits, limit = len(text) - text.startswith("-"), MAX_INT_DIGITS.get()
+    if digits > limit:
+        raise _JSONLimit(
+            f"an integer of {digits} digits ({quote(text, 24)}); expected at most {limit:g} ({MAX_INT_DIGITS.hint()})"
+        )
     return int(text)
 
 
 def _parse_constant(name: str) -> float:
-    raise _JSONLimit(f"{name}, which is not JSON")
+    raise _JSONLimit(f"{name}, which is not JSON; expected finite numbers")
 
 
 def check_text_length(text: str, where: str) -> None:
@@ -282,10 +285,10 @@ def parse_json(text: str, where: str, expected: str = "") -> Any:
         tail = f"; {expected}" if expected else ""
         raise CCQError(f"{where}: invalid JSON at line {err.lineno}: {err.msg}{tail}") from None
     except _JSONLimit as err:
-        raise CCQError(f"{where}: holds {err}; expected finite numbers of at most {MAX_INT_DIGITS.get():g} "
-                       f"digits ({MAX_INT_DIGITS.env})") from None  # fmt: skip
+        raise CCQError(f"{where}: holds {err}") from None
     except RecursionError:
-        raise CCQError(f"{where}: JSON nested too deeply; expected at most {MAX_NESTING.get():g} levels") from None
+        depth = f"at most {MAX_NESTING.get():g} levels ({MAX_NESTING.env})"
+        raise CCQError(f"{where}: JSON nested too deeply; expected {depth}") from None
     check_nesting(data, where)
     return data
 

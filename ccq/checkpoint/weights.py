@@ -53,18 +53,21 @@ def check_values(weights: Path, tensors: Mapping[str, torch.Tensor], expected: M
                 f"{key} {str(got.dtype).removeprefix('torch.')} (expected {str(want.dtype).removeprefix('torch.')})"
             )
     if kinds:
-        raise CCQError(f"{weights}: tensor type(s) {listing(kinds)}; expected floating point weights as the model has")
+        expected_kind = "expected floating point weights as the model has"
+        raise CCQError(f"{weights}: tensor type(s) {listing(kinds, 3)}; {expected_kind}")
     bad = [
         f"{key} ({int((~torch.isfinite(t)).sum())} of {t.numel()})"
         for key, t in tensors.items()
         if t.is_floating_point() and not bool(torch.isfinite(t).all())
     ]
     if bad:
-        raise CCQError(f"{weights}: NaN/inf values in {listing(bad)}; expected finite weights (a corrupt or diverged "
-                       "checkpoint: use another, e.g. the run's best/ or an earlier one)")  # fmt: skip
+        raise CCQError(
+            f"{weights}: NaN/inf values in {listing(bad, 3)}; expected finite weights (a corrupt or diverged "
+            "checkpoint: use another, e.g. the run's best/ or an earlier one)"
+        )
 
 
-def listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_KEYS_IN_MESSAGE])
-    more = len(items) - _MAX_KEYS_IN_MESSAGE
+def listing(items: list[str], limit: int = _MAX_KEYS_IN_MESSAGE) -> str:
+    shown = ", ".join(items[:limit])
+    more = len(items) - limit
     return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"

@@ -12,16 +12,18 @@ affine is built from it (no sform), complex or RGB voxels, and spacings no CT ha
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-from nibabel.imageglobals import LoggingOutputSuppressor
+from nibabel.imageglobals import logger as nibabel_logger
 from nibabel.openers import ImageOpener
 from nibabel.volumeutils import apply_read_scaling
 
@@ -49,6 +51,17 @@ class NiftiHeader:
     """``[case CASE: ]cannot read the voxels of WHAT PATH``, for messages."""
 
 
+@contextlib.contextmanager
+def quiet_nibabel() -> Iterator[None]:
+    """nibabel's header-repair log lines off (e.g. "pixdim[1,2,3] should be non-zero; setting 0 dims to 1")."""
+    before = nibabel_logger.disabled
+    nibabel_logger.disabled = True
+    try:
+        yield
+    finally:
+        nibabel_logger.disabled = before
+
+
 def _short(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) < 160 else text[:157] + "..."
@@ -65,7 +78,7 @@ def open_header(path: str | Path, *, what: str, case: str | None = None) -> Nift
     if path.is_symlink() and not path.exists():
         raise CCQError(f"{where} is a broken symbolic link (to {path.readlink()}); expected a NIfTI file")
     try:
-        with LoggingOutputSuppressor():  # nibabel logs header repairs; ccq refuses what matters, below
+        with quiet_nibabel():  # nibabel logs header repairs; ccq refuses what matters, below
             img = nib.load(str(path))
     except Exception as err:  # nibabel raises many types for a bad header; the user needs only the file name
         raise CCQError(f"{head}cannot read {what} {path}: {_short(err)}; expected a NIfTI file") from err
@@ -95,7 +108,7 @@ def _check_pixdim(img: Any, path: Path, where: str) -> None:
     header = img.header
     if int(header["sform_code"]) > 0:
         return  # the sform gives the affine; pixdim is not used
-    with LoggingOutputSuppressor(), ImageOpener(str(path)) as f:
+    with quiet_nibabel(), ImageOpener(str(path)) as f:
         raw = type(header).from_fileobj(f, check=False)  # as stored: nibabel's load already set 0 to 1
     pixdim = [float(v) for v in raw["pixdim"][1:4]]
     if any(v == 0 or not math.isfinite(v) for v in pixdim):

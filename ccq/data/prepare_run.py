@@ -6,12 +6,9 @@ interrupted run is resumed by running the same command again.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -28,8 +25,13 @@ from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.data.collection_io import parse_collection_text
 from ccq.data.prepare import prepare_case
 from ccq.data.preprocessing import PreprocessingConfig
+from ccq.data.workers import init_worker
 from ccq.errors import CCQError, Interrupted
 from ccq.utils import fs
+
+HANG_ENV = "CCQ_TEST_PREPARE_HANG"
+"""Fault injection for the tests of interruption: set, every case sleeps until its process is killed (a stand-in
+for a case that takes minutes)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ def _plan(collection: Collection, raw_root: Path, summary: PrepareSummary, keep_
 
 def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tuple[str, str]:
     """Prepare and write one case in a worker -> ("done" | "failed", message)."""
+    while os.environ.get(HANG_ENV):
+        time.sleep(60)
     try:
         case = prepare_case(job.image, job.label, job.task, preprocessing, case_id=job.case_id, split=job.split)
         cache.write_case(
@@ -199,38 +203,6 @@ def _naming_case(job: _Job, message: str) -> str:
     """Prefix ``case TASK/ID: `` unless the message already starts by naming the case."""
     key = f"{job.task.name}/{job.case_id}"
     return message if message.startswith((f"case {job.case_id}:", f"case {key}:")) else f"case {key}: {message}"
-
-
-def _init_worker(threads: int, parent: int) -> None:
-    """Set up a worker: it ends when its parent does, leaves Ctrl-C to the parent, and shares out the CPUs."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool and says what was kept
-    _exit_with_parent(parent)
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _exit_with_parent(parent: int) -> None:
-    """End this process when ``parent`` dies (a SIGKILLed ``ccq prepare`` must not leave its workers running):
-    Linux's PR_SET_PDEATHSIG, and everywhere a daemon thread that polls the parent pid once a second."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the thread below still does it
-    if os.getppid() != parent:  # it died before the kernel was told to watch
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent,), name="ccq-parent-watch", daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
 
 
 def _execute(
@@ -263,7 +235,7 @@ def _execute(
         # spawn, not fork: forking a process whose torch/OpenMP threads already ran can deadlock.
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(
-            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads, os.getpid())
+            workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(threads, os.getpid())
         ) as pool:
             pending: dict[Future, _Job] = {}
             queue = iter(jobs)
@@ -280,12 +252,13 @@ def _execute(
                         nxt = next(queue, None)
                         if nxt is not None:
                             pending[pool.submit(_run_job, nxt, out_dir, pre)] = nxt
-            except BaseException as err:
+            except KeyboardInterrupt:  # stop now: the cases in flight are discarded (their temporaries too, by
+                for process in active_children():  # the next run); the pool then fails its futures itself
+                    process.terminate()
+                raise
+            except BaseException:
                 for fut in pending:
                     fut.cancel()
-                if isinstance(err, KeyboardInterrupt):  # stop now: the cases in flight are discarded
-                    for process in active_children():
-                        process.terminate()
                 raise
     finally:
         bar.close()
@@ -338,9 +311,10 @@ def prepare_collection(
             _execute(todo, out_dir, preprocessing, workers, keep_going, summary, progress)
         except KeyboardInterrupt:
             total = len(summary.done) + len(summary.skipped)
+            kept = f"{len(summary.done)} case(s) prepared by this run, {total} of {len(jobs)} in {out_dir}, are kept"
             raise Interrupted(
-                f"{len(summary.done)} case(s) prepared by this run, {total} of {len(jobs)} in {out_dir}, are kept "
-                "(a case in progress is discarded); run the same command again to resume"
+                f"{kept if total else f'no case was prepared in {out_dir}'} (a case in progress is discarded); "
+                "run the same command again to resume"
             ) from None
         finally:
             if _has_prepared_cases(out_dir):
