@@ -113,7 +113,8 @@ def _check_pixdim(img: Any, path: Path, where: str) -> None:
     pixdim = [float(v) for v in raw["pixdim"][1:4]]
     if any(v == 0 or not math.isfinite(v) for v in pixdim):
         raise CCQError(
-            f"{where}: header voxel sizes (pixdim) {tuple(pixdim)} with no sform to replace them; expected "
+            f"{where}: header voxel sizes (pixdim) ({', '.join(f'{v:g}' for v in pixdim)}) with no sform to replace "
+            "them; expected "
             "positive voxel sizes in mm (fix the header: set pixdim, or an sform)"
         )
 

@@ -120,8 +120,8 @@ def check_name(name: str, what: str, source: object = None) -> str:
         problem = "is empty" if isinstance(name, str) else f"is a {type(name).__name__}"
     elif name in (".", ".."):
         problem = "names a folder itself"
-    elif any(c in name for c in ("/", "\\", "\0")) or (os.altsep and os.altsep in name):
-        problem = "holds a path separator"
+    elif any(c and c in name for c in ("/", os.sep, os.altsep, "\0")):
+        problem = "holds a path separator (or NUL)"
     elif name.startswith("."):
         problem = "starts with '.' (hidden names are ccq's temporaries)"
     elif len(os.fsencode(name)) > 255:

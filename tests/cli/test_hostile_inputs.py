@@ -59,7 +59,12 @@ def ccq_popen(*args: str, stderr: Path, env: dict[str, str] | None = None) -> su
     process inherited it: a test of leftover workers must not hang on them)."""
     with open(stderr, "w") as err:
         return subprocess.Popen([sys.executable, "-m", "ccq", *args], stdout=subprocess.DEVNULL, stderr=err,
-                                env=_env(env))  # fmt: skip
+                                env=_env(env), preexec_fn=_default_sigint)  # fmt: skip
+
+
+def _default_sigint() -> None:
+    """Ctrl-C reaches the command even where this test runs with SIGINT ignored (a background job inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def one_line(stderr: str, code: int, returncode: int, *words: str) -> str:
@@ -384,7 +389,7 @@ def test_a_training_state_holding_a_list_is_refused_on_resume(tmp_path: Path) ->
 
 def _alias_bomb(path: Path, levels: int = 8) -> Path:
     lines, previous = ["a: &a [x, x, x, x, x, x, x, x, x]"], "a"
-    for name in "bcdefghijk"[:levels - 1]:
+    for name in "bcdefghijk"[: levels - 1]:
         lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
         previous = name
     path.write_text("\n".join([*lines, f"spacing: [*{previous}]"]) + "\n")
@@ -417,7 +422,7 @@ def test_a_zero_pixdim_is_one_line_without_nibabel_noise(world: Path, tmp_path: 
     raw[252:256] = np.array([1, 0], dtype=np.int16).tobytes()  # qform from pixdim, no sform
     path.write_bytes(bytes(raw))
     proc = ccq_run("predict", "-i", str(path), "-o", str(tmp_path / "out"), "-m", str(world / "model"))
-    one_line(proc.stderr, 2, proc.returncode, "zero.nii", "pixdim", "(0.0, 1.5, 1.5)", "no sform")
+    one_line(proc.stderr, 2, proc.returncode, "zero.nii", "pixdim", "(0, 1.5, 1.5)", "no sform")
 
 
 def test_oddities_are_one_line(world: Path, tmp_path: Path, monkeypatch, capfd) -> None:

@@ -360,3 +360,16 @@ def test_real_ct_through_a_user_collection(tmp_path: Path) -> None:
         inside = np.isin(data.label(entry), values)
         expected = np.clip(hu[np.isin(seg, values)], -325, 325).mean() / 325
         assert float(image[inside].mean()) == pytest.approx(expected, abs=0.03)
+
+
+def test_a_failed_run_leaves_no_index_and_stale_index_files_do_not_bind(tmp_path: Path) -> None:
+    make_msd(tmp_path / "raw", "Task01_Organ", ["org_1"])
+    out = tmp_path / "out"
+    with pytest.raises(CCQError, match="task 'kid': no folder"):  # kits19/data is missing: fails while planning
+        prepare_collection(collection(), tmp_path / "raw", out, PRE)
+    assert not out.exists()  # made by the run, nothing prepared: removed again
+    out.mkdir()
+    cache.write_json_atomic(out / cache.PREPROCESSING_FILE, {**PRE.to_dict(), "spacing": [9.0, 9.0, 9.0]})
+    make_kits(tmp_path / "raw", "kits19/data", n_labeled=1, n_unlabeled=0)
+    summary = prepare_collection(collection(), tmp_path / "raw", out, PRE)  # the stale file describes no case
+    assert summary.ok and json.loads((out / cache.PREPROCESSING_FILE).read_text())["spacing"] == list(PRE.spacing)
