@@ -58,7 +58,7 @@ MAX_PATCH_VOXELS = Limit("CCQ_MAX_PATCH_VOXELS", 2**25, "voxels in a network pat
 MAX_TEXT_BYTES = Limit("CCQ_MAX_TEXT_BYTES", 64 * 2**20, "bytes of a JSON or YAML file")
 MAX_NESTING = Limit("CCQ_MAX_NESTING", 64, "nesting depth of a JSON or YAML file")
 MAX_INT_DIGITS = Limit("CCQ_MAX_INT_DIGITS", 30, "digits of an integer in a JSON file")
-MAX_YAML_EXPANSION = Limit("CCQ_MAX_YAML_EXPANSION", 100_000, "values YAML aliases may add to a file")
+MAX_YAML_EXPANSION = Limit("CCQ_MAX_YAML_EXPANSION", 1_000_000, "values and characters YAML aliases may add to a file")
 MEMORY_CHECK_ENV = "CCQ_MEMORY_CHECK"
 """Set to 0 to skip the comparison of a declared size with the memory available (the named limits still hold)."""
 

@@ -317,10 +317,10 @@ def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
 
     where = path / META_NAME
     if raw.get("format") != CHECKPOINT_FORMAT:
-        raise CCQError(f"{where}: format={raw.get('format')!r}; expected {CHECKPOINT_FORMAT!r}")
+        raise CCQError(f"{where}: format={limits.quote(raw.get('format'))}; expected {CHECKPOINT_FORMAT!r}")
     version = raw.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise CCQError(f"{where}: format_version={version!r}; expected the integer {FORMAT_VERSION}")
+        raise CCQError(f"{where}: format_version={limits.quote(version)}; expected the integer {FORMAT_VERSION}")
     if version > FORMAT_VERSION:
         raise CCQError(
             f"{where}: format_version={version} was written by a newer ccq; this ccq reads version "
@@ -329,7 +329,7 @@ def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
     if version != FORMAT_VERSION:
         raise CCQError(f"{where}: format_version={version}; expected {FORMAT_VERSION}")
     if raw.get("kind") != "model":
-        raise CCQError(f"{where}: kind={raw.get('kind')!r}; expected 'model'")
+        raise CCQError(f"{where}: kind={limits.quote(raw.get('kind'))}; expected 'model'")
 
     def section(name: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
         value = raw.get(name)
@@ -358,7 +358,7 @@ def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
         raise CCQError(f"{where}: field 'extra' is a {type(extra).__name__}; expected a JSON object")
     for name in ("source", "created", "ccq_version"):
         if not isinstance(raw.get(name, ""), str):
-            raise CCQError(f"{where}: field {name!r}={raw[name]!r}; expected a string")
+            raise CCQError(f"{where}: field {name!r}={limits.quote(raw[name])}; expected a string")
     return CheckpointMeta(
         path=path,
         model_config=model_config,

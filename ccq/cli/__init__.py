@@ -54,17 +54,20 @@ def error_line(message: object) -> str:
     return f"ccq: error: {text}"
 
 
-def _interruption(exit_: SystemExit) -> str:
-    """The line for Ctrl-C: what the command said it kept (`ccq.errors.Interrupted`), found in the chain of
-    exceptions behind the exit (typer turns KeyboardInterrupt into exit code 130)."""
+def _interruption(exit_: SystemExit) -> str | None:
+    """The line for Ctrl-C, found in the chain of exceptions behind the exit (typer turns KeyboardInterrupt into
+    exit code 130): what the command said it kept (`ccq.errors.Interrupted`), or just that it was interrupted.
+    None when no KeyboardInterrupt is behind it (a command that reported its own stop, as ``ccq train`` does)."""
     seen: set[int] = set()
     exc: BaseException | None = exit_
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, Interrupted):
             return f"ccq: interrupted: {' '.join(str(exc).splitlines())}"
-        exc = exc.__cause__ or exc.__context__
-    return "ccq: interrupted"
+        if isinstance(exc, KeyboardInterrupt):
+            return "ccq: interrupted"
+        exc = exc.__cause__ if exc.__cause__ is not None or exc.__suppress_context__ else exc.__context__
+    return None
 
 
 def main() -> None:
@@ -83,6 +86,7 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
         sys.exit(2)
     except SystemExit as exit_:
-        if exit_.code == 130:
-            print(_interruption(exit_), file=sys.stderr)
+        line = _interruption(exit_) if exit_.code == 130 else None
+        if line is not None:
+            print(line, file=sys.stderr)
         raise

@@ -73,11 +73,17 @@ def _yaml_children(node: Any) -> list[Any]:
     return []
 
 
+def _weight(node: Any) -> int:
+    """A node's own size: one per value, and a text value's characters (an alias of a long text is long)."""
+    return max(1, len(node.value)) if isinstance(node.value, str) else 1
+
+
 def _check_yaml_graph(root: Any, where: str) -> None:
     """Refuse a YAML document whose aliases refer to themselves, add more than `ccq.limits.MAX_YAML_EXPANSION`
-    values to what is written, or nest deeper than `ccq.limits.MAX_NESTING`; measured on the composed nodes
-    (each written once), without expanding anything."""
-    sizes: dict[int, int] = {}  # node -> values it stands for, aliases expanded
+    values and characters to what is written, or nest deeper than `ccq.limits.MAX_NESTING`; measured on the
+    composed nodes (each written once), without expanding anything."""
+    sizes: dict[int, int] = {}  # node -> values and characters it stands for, aliases expanded
+    written = 0
     heights: dict[int, int] = {}
     on_path: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root, False)]
@@ -87,7 +93,8 @@ def _check_yaml_graph(root: Any, where: str) -> None:
         children = _yaml_children(node)
         if finished:
             on_path.discard(key)
-            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            sizes[key] = _weight(node) + sum(sizes[id(c)] for c in children)
+            written += _weight(node)
             heights[key] = 1 + max((heights[id(c)] for c in children), default=0)
             continue
         if key in sizes:
@@ -99,12 +106,12 @@ def _check_yaml_graph(root: Any, where: str) -> None:
         on_path.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in sizes)
-    written, expanded = len(sizes), sizes[id(root)]
+    expanded = sizes[id(root)]
     extra, limit = expanded - written, limits.MAX_YAML_EXPANSION.get()
     if extra > limit:
         raise CCQError(
-            f"{where}: YAML aliases expand {written} written values to {expanded:.4g}; expected aliases to add at "
-            f"most {limit:.4g} values ({limits.MAX_YAML_EXPANSION.hint()})"
+            f"{where}: YAML aliases expand {written} written values and characters to {expanded:.4g}; expected "
+            f"aliases to add at most {limit:.4g} ({limits.MAX_YAML_EXPANSION.hint()})"
         )
     depth, max_depth = heights[id(root)], limits.MAX_NESTING.get()
     if depth > max_depth:
@@ -191,7 +198,7 @@ def parse_split_list(text: str) -> dict[int, list[str]]:
         parts = line.split()[0].split("/")
         task_id = next((int(m.group(1)) for p in parts if (m := _TASK_PREFIX_RE.match(p))), None)
         if task_id is None:
-            raise CCQError(f"split list line {number}: no task folder (0Liver, 1Kidney ...) in {parts!r}")
+            raise CCQError(f"split list line {number}: no task folder (0Liver, 1Kidney ...) in {limits.quote(parts)}")
         # KiTS19 keeps each case in its own folder (case_00000/imaging.nii.gz): the folder is the case id.
         case_id = parts[-2] if parts[-1].startswith("imaging.") else case_id_from_filename(parts[-1])[0]
         out.setdefault(task_id, []).append(case_id)

@@ -112,7 +112,7 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
         # The patch size does not change the prepared data; anything else does.
         if {k: v for k, v in old.items() if k != "patch_size"} != {k: v for k, v in new.items() if k != "patch_size"}:
             raise CCQError(
-                f"{pre_path}: this folder was prepared with {old}; requested {new}. "
+                f"{pre_path}: this folder was prepared with {limits.quote(old, 400)}; requested {new}. "
                 "Use another --out (or delete the folder)"
             )
     col_path = out_dir / cache.COLLECTION_FILE
@@ -126,7 +126,7 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
             for key in ("id", "labels", "organ", "tumor"):
                 if old.get(key) != new[key]:
                     raise CCQError(
-                        f"{col_path}: task {task.name!r} was prepared with {key}={old.get(key)}; "
+                        f"{col_path}: task {task.name!r} was prepared with {key}={limits.quote(old.get(key), 200)}; "
                         f"now {new[key]}. "
                         "Use another --out (or delete the folder)"
                     )

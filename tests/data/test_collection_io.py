@@ -24,8 +24,8 @@ def _bomb(levels: int) -> str:
 
 def test_an_alias_bomb_is_refused_without_being_expanded() -> None:
     start = time.perf_counter()
-    with pytest.raises(CCQError, match=r"^bomb.yaml: YAML aliases expand 28 written values to 4\.903e\+08; expected "
-                       r"aliases to add at most 1e\+05 values .*CCQ_MAX_YAML_EXPANSION"):  # fmt: skip
+    with pytest.raises(CCQError, match=r"^bomb.yaml: YAML aliases expand 28 written values and characters to "
+                       r"4\.903e\+08; expected aliases to add at most 1e\+06 .*CCQ_MAX_YAML_EXPANSION"):  # fmt: skip
         parse_collection_text(_bomb(9), ".yaml", "bomb.yaml")
     assert time.perf_counter() - start < 5.0  # measured on the nodes as written, never expanded
 
@@ -34,9 +34,15 @@ def test_modest_aliases_are_fine_and_the_limit_can_be_raised(monkeypatch) -> Non
     data = parse_collection_text(_bomb(3), ".yaml", "ok.yaml")  # 9^3 = 729 values
     assert len(data["c"]) == 9 and data["c"][0] is data["c"][1]
     with pytest.raises(CCQError, match="YAML aliases expand"):
-        parse_collection_text(_bomb(6), ".yaml", "x.yaml")
-    monkeypatch.setenv("CCQ_MAX_YAML_EXPANSION", "1000000")
-    assert len(parse_collection_text(_bomb(6), ".yaml", "x.yaml")["f"]) == 9
+        parse_collection_text(_bomb(7), ".yaml", "x.yaml")  # 9^7 = 4.8 million
+    monkeypatch.setenv("CCQ_MAX_YAML_EXPANSION", "10000000")
+    assert len(parse_collection_text(_bomb(7), ".yaml", "x.yaml")["g"]) == 9
+
+
+def test_an_alias_of_a_long_text_counts_its_characters() -> None:
+    text = "a: &a " + "y" * 100_000 + "\nb: [" + ", ".join(["*a"] * 100) + "]\n"  # 10 MB if printed
+    with pytest.raises(CCQError, match=r"expand 100004 written values and characters to 1\.01e\+07"):
+        parse_collection_text(text, ".yaml", "long.yaml")
 
 
 def test_a_value_that_contains_itself_is_refused() -> None:
