@@ -32,6 +32,8 @@ from ccq.errors import CCQError
 
 _CHUNK = 1 << 24
 """Bytes decompressed at a time (16 MiB)."""
+_SLAB_VOXELS = 1 << 22
+"""Voxels scaled at a time (the scaling may be computed in float64: 32 MiB)."""
 MAX_VOX_OFFSET = 1 << 30
 """Where the voxels may start at the latest (a header with its extensions is a few kB)."""
 
@@ -152,10 +154,8 @@ def read_voxels(header: NiftiHeader, *, as_float: bool) -> np.ndarray:
     img, path = header.image, header.path
     dtype = np.float32 if as_float else None
     try:
-        if _is_gzip(path):
-            data = _scaled(img.dataobj, _read_gzip(img, path, header.cannot), dtype)
-        else:
-            data = img.get_fdata(dtype=np.float32) if as_float else np.asanyarray(img.dataobj)
+        raw = _read_gzip(img, path, header.cannot) if _is_gzip(path) else np.asanyarray(img.dataobj.get_unscaled())
+        data = _scaled(img.dataobj, raw, dtype)
     except CCQError:
         raise
     except Exception as err:  # a file changed meanwhile, a disk error ...: the user needs the file name
@@ -201,10 +201,16 @@ def _scaled(proxy: Any, raw: np.ndarray, dtype: Any) -> np.ndarray:
         slope = slope.astype(use_dtype)
     if np.can_cast(inter, use_dtype):
         inter = inter.astype(use_dtype)
-    scaled = apply_read_scaling(raw, slope, inter)
-    if dtype is not None:
-        scaled = scaled.astype(np.promote_types(scaled.dtype, dtype), copy=False).astype(dtype, copy=False)
-    return scaled
+    if dtype is None:
+        return apply_read_scaling(raw, slope, inter)
+    # Slab by slab along the last axis (contiguous in NIfTI's Fortran order): the same values as scaling the whole
+    # array (the type the scaling is computed in depends on the dtypes only), without a float64 copy of it all.
+    out = np.empty_like(np.asarray(raw), dtype=dtype)  # the layout of the stored array (a plain array, not a memmap)
+    step = max(1, _SLAB_VOXELS // max(1, math.prod(raw.shape[:-1])))
+    for a in range(0, raw.shape[-1], step):
+        scaled = apply_read_scaling(raw[..., a : a + step], slope, inter)
+        out[..., a : a + step] = scaled.astype(np.promote_types(scaled.dtype, dtype), copy=False)
+    return out
 
 
 def read_nifti_file(

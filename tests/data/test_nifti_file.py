@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from ccq.data import nifti_file
 from ccq.data.nifti_file import read_nifti_file
 from ccq.errors import CCQError
 
@@ -37,7 +38,8 @@ CASES = {
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
 @pytest.mark.parametrize("kind", list(CASES))
-def test_the_same_values_and_types_as_nibabel(tmp_path: Path, kind: str, suffix: str) -> None:
+def test_the_same_values_and_types_as_nibabel(tmp_path: Path, kind: str, suffix: str, monkeypatch) -> None:
+    monkeypatch.setattr(nifti_file, "_SLAB_VOXELS", 100)  # scaled in 8 slabs of one 10 x 9 slice each
     values, options = CASES[kind]
     rng = np.random.default_rng(0)
     array = rng.choice(values, size=(10, 9, 8))
@@ -47,6 +49,7 @@ def test_the_same_values_and_types_as_nibabel(tmp_path: Path, kind: str, suffix:
     for as_float, expected in ((True, floats), (False, stored)):
         got, affine, header = read_nifti_file(path, what="image", case="x", as_float=as_float)
         assert got.dtype == expected.dtype and got.shape == expected.shape
+        assert got.flags.f_contiguous == expected.flags.f_contiguous  # the same memory layout
         np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(affine, reference.affine)
         assert header["sform_code"] == reference.header["sform_code"]
