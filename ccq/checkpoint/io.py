@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from ccq import limits
 from ccq.checkpoint.sniff import describe_foreign_file, read_json_object, sniff_file
-from ccq.checkpoint.swap import aside_path, fsync_dir, fsync_tree, recover_interrupted, remove_stale_siblings, swap_in
+from ccq.checkpoint.swap import aside_path as _aside_path  # noqa: F401 (where a killed save leaves the old one)
+from ccq.checkpoint.swap import fsync_dir as _fsync_dir
+from ccq.checkpoint.swap import fsync_tree as _fsync_tree
+from ccq.checkpoint.swap import recover_interrupted as _recover_interrupted
+from ccq.checkpoint.swap import remove_stale_siblings as _remove_stale_siblings
+from ccq.checkpoint.swap import swap_in as _swap_in
 from ccq.checkpoint.weights import check_state_dict, check_values
 from ccq.errors import CCQError
 from ccq.utils import fs
@@ -54,7 +59,6 @@ RUN_CHECKPOINT_NAMES = ("best", "last")
 """Checkpoint sub-directories of a training run directory, in the order `resolve_model_path` prefers them."""
 
 _log = logging.getLogger(__name__)
-_aside_path = aside_path  # where an interrupted save leaves the previous checkpoint (kept under its old name)
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,10 @@ def save_checkpoint(
     meta_text = fs.json_text(meta)
     tensors = _tensors_for_saving(model.state_dict())
 
-    recover_interrupted(path)
+    _recover_interrupted(path)
     check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_siblings(path)
+    _remove_stale_siblings(path)
     tmp = fs.temporary_path(path)
     os.mkdir(tmp)
     try:
@@ -141,12 +145,12 @@ def save_checkpoint(
         (tmp / META_NAME).write_text(meta_text, encoding="utf-8")
         if add_files is not None:
             add_files(tmp)
-        fsync_tree(tmp)
-        swap_in(tmp, path)
+        _fsync_tree(tmp)
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    fsync_dir(path.parent)
+    _fsync_dir(path.parent)
     return path
 
 
@@ -231,7 +235,7 @@ def is_checkpoint_dir(path: str | os.PathLike[str]) -> bool:
 def read_checkpoint_meta(path: str | os.PathLike[str]) -> CheckpointMeta:
     """Parse and validate a checkpoint's `checkpoint.json`, without building the model or reading weights."""
     path = Path(path)
-    recover_interrupted(path)
+    _recover_interrupted(path)
     _require_checkpoint_dir(path)
     return _parse_meta(path, read_json_object(path / META_NAME))
 
@@ -271,11 +275,11 @@ def resolve_model_path(path: str | os.PathLike[str], *, notify: Callable[[str], 
     checkpoints (default: the log).
     """
     path = Path(path)
-    recover_interrupted(path)
+    _recover_interrupted(path)
     if path.is_dir() and not (path / META_NAME).exists():
         for name in RUN_CHECKPOINT_NAMES:
             candidate = path / name
-            recover_interrupted(candidate)
+            _recover_interrupted(candidate)
             if is_checkpoint_dir(candidate):
                 note = f"{path} is a training run directory; using its {name}/ checkpoint {candidate}"
                 (notify or _log.info)(note)
