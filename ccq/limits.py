@@ -117,16 +117,23 @@ def _read_proc(path: str, key: str) -> int | None:
     return None
 
 
-def _cgroup_room() -> int | None:
-    """Bytes this process's (cgroup v2) memory limit still allows; None without one."""
+def _cgroup_room(root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's (cgroup v2) memory limit still allows, counting its page cache as free (the kernel
+    reclaims it); None without a limit."""
     try:
-        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+        with open(f"{root}/memory.max", encoding="ascii") as f:
             text = f.read().strip()
         if text == "max":
             return None
-        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as f:
-            return int(text) - int(f.read().strip())
-    except (OSError, ValueError):
+        with open(f"{root}/memory.current", encoding="ascii") as f:
+            current = int(f.read().strip())
+        cache = 0
+        with open(f"{root}/memory.stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("file "):
+                    cache = int(line.split()[1])
+        return int(text) - (current - cache)
+    except (OSError, ValueError, IndexError):
         return None
 
 

@@ -73,6 +73,16 @@ def test_available_memory_respects_the_address_space_limit() -> None:
     assert 0 < int(out) < 2**31
 
 
+def test_a_cgroup_limit_counts_its_page_cache_as_free(tmp_path: Path) -> None:
+    (tmp_path / "memory.max").write_text("8000\n")
+    (tmp_path / "memory.current").write_text("5000\n")
+    (tmp_path / "memory.stat").write_text("anon 3000\nfile 2000\nkernel 0\n")
+    assert limits._cgroup_room(str(tmp_path)) == 8000 - (5000 - 2000)
+    (tmp_path / "memory.max").write_text("max\n")
+    assert limits._cgroup_room(str(tmp_path)) is None
+    assert limits._cgroup_room(str(tmp_path / "absent")) is None
+
+
 def test_patch_limit() -> None:
     limits.check_patch([64, 192, 192], "checkpoint.json")
     with pytest.raises(CCQError, match=r"patch_size \[4096, 4096, 4096\] = 6\.872e\+10 voxels.*CCQ_MAX_PATCH_VOXELS"):
