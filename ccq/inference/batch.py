@@ -81,6 +81,7 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
     fs.check_output_folder(options.output, "-o")
     cases: list[CaseInput] = find_cases(options.input_path, options.series)
     for case in cases:
+        fs.check_name(case.name, "case name", f"input {case.path}")  # OUT/NAME: an input ...nii.gz would be OUT/..
         probe_case(case)  # headers only: a bad file in a batch fails now, with nothing written
     # One input: a bar over its windows (minutes on a CPU); several: a bar over the cases.
     if predictor is None:

@@ -14,7 +14,6 @@ from ccq.errors import CCQError
 from ccq.io.dicom import check_series_size, choose_series, read_dicom_series, series_files, series_ids
 from ccq.io.image import ImageVolume
 from ccq.io.nifti import is_nifti_name, nifti_stem, read_nifti
-from ccq.utils.fs import check_name
 
 EXPECTED = "expected a NIfTI file (.nii.gz/.nii), a folder of them, or a folder holding one DICOM series"
 
@@ -41,7 +40,7 @@ def find_cases(path: str | Path, series: str | None = None) -> list[CaseInput]:
             raise CCQError(f"-i {path}: not a NIfTI file name{hint}; {EXPECTED}")
         if series is not None:
             raise CCQError(f"--series {series}: -i {path} is a NIfTI file; --series chooses a DICOM series")
-        return [CaseInput(_case_name(nifti_stem(path), path), path, "nifti")]
+        return [CaseInput(nifti_stem(path), path, "nifti")]
     if not path.is_dir():
         raise CCQError(f"-i {path}: no such file or folder; {EXPECTED}")
     niftis = sorted(p for p in path.iterdir() if is_nifti_name(p) and (p.is_file() or p.is_symlink()))
@@ -54,22 +53,17 @@ def find_cases(path: str | Path, series: str | None = None) -> list[CaseInput]:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise CCQError(f"-i {path}: case name(s) {twice} appear as both .nii and .nii.gz; expected one file each")
-        return [CaseInput(_case_name(n, p), p, "nifti") for n, p in zip(names, niftis, strict=True)]
+        return [CaseInput(n, p, "nifti") for n, p in zip(names, niftis, strict=True)]
     ids = series_ids(path)
     if not ids:
         raise CCQError(f"-i {path}: the folder holds no .nii.gz/.nii files and no DICOM series; {EXPECTED}")
     uid = choose_series(path, series, ids)
-    return [CaseInput(_case_name(path.resolve().name or "dicom", path), path, "dicom", uid)]
+    return [CaseInput(path.resolve().name or "dicom", path, "dicom", uid)]
 
 
 def _refuse_broken_link(path: Path, prefix: str) -> None:
     if path.is_symlink() and not path.exists():
         raise CCQError(f"{prefix}{path} is a broken symbolic link (to {path.readlink()}); {EXPECTED}")
-
-
-def _case_name(name: str, path: Path) -> str:
-    """The output folder name of an input: a plain name (an input named ``...nii.gz`` would write to ``OUT/..``)."""
-    return check_name(name, "case name", f"input {path}")
 
 
 def probe_case(case: CaseInput) -> None:
