@@ -16,8 +16,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.data.collection_io import parse_collection_text
@@ -25,6 +23,7 @@ from ccq.data.prepare import prepare_case
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
 from ccq.utils import fs
+from ccq.utils.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,7 @@ def _execute(
     summary: PrepareSummary,
     progress: bool,
 ) -> None:
-    bar = tqdm(total=len(jobs), desc="prepare", unit="case", disable=not progress or not jobs)
+    bar = progress_bar(total=len(jobs), desc="prepare", unit="case", disable=not progress or not jobs)
 
     def record(job: _Job, status: str, message: str) -> None:
         key = f"{job.task.name}/{job.case_id}"
