@@ -7,6 +7,7 @@ import sys
 import typer
 
 from ccq.errors import CCQError
+from ccq.training.signals import TrainingInterrupted
 from ccq.utils.fs import os_error_message
 
 app = typer.Typer(
@@ -42,9 +43,13 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: user errors (and OSErrors) become one line on stderr and exit code 2."""
+    """Console entry point: user errors (and OSErrors) become one line on stderr and exit code 2; a training
+    stopped by SIGINT/SIGTERM prints how to resume and exits with 128 + the signal's number."""
     try:
         app()
+    except TrainingInterrupted as stop:  # `ccq train` handles its own; this one comes from `ccq reproduce`
+        print(stop, file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except CCQError as err:
         print(f"ccq: error: {err}", file=sys.stderr)
         sys.exit(2)
