@@ -17,11 +17,11 @@ A collection file (``.yaml``/``.yml`` or ``.json``) looks like::
         channel_names: {organ: liver, tumor: liver tumor}   # optional: for reports
         split: {train: [liver_1, ...], test: [liver_0, ...]}  # or {test_fraction: 0.2, seed: 0}
 
-MOTS (the DoDNet/CCQ benchmark) is built in: ``load_collection("mots")``. The shape of a file is checked by
-:mod:`ccq.data.collection_schema`; its meaning (unique contiguous ids, channel values present in
-``labels`` ...) by the dataclasses. Tasks: :mod:`ccq.data.collection_task`; splits:
-:mod:`ccq.data.collection_split`; files, the built-in collections' resources and case discovery:
-:mod:`ccq.data.collection_io`. This module is the one import for collections.
+MOTS (the DoDNet/CCQ benchmark) is built in: ``load_collection("mots")``. A file is checked against the
+dataclasses' field types (:mod:`ccq.utils.config`: ``tasks[2].organ[0]: expected an integer, got '1'``), then
+for its meaning (unique contiguous ids, channel values present in ``labels`` ...). Tasks:
+:mod:`ccq.data.collection_task`; splits: :mod:`ccq.data.collection_split`; files, the built-in collections'
+resources and case discovery: :mod:`ccq.data.collection_io`. This module is the one import for collections.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -43,28 +43,28 @@ from ccq.data.collection_io import (
     read_collection_data,
     write_collection_file,
 )
-from ccq.data.collection_schema import COLLECTION, FieldError, validate
 from ccq.data.collection_split import Split
 from ccq.data.collection_task import CHANNELS, LAYOUTS, TaskSpec
 from ccq.errors import CCQError
+from ccq.utils.config import Config, FieldError, NonEmpty, from_data
 
 
 @dataclass(frozen=True)
-class Collection:
+class Collection(Config):
     """K partially labeled datasets, one task each, with ids 0..K-1 (kept sorted by id)."""
 
     name: str
-    tasks: tuple[TaskSpec, ...]
+    tasks: Annotated[tuple[TaskSpec, ...], NonEmpty]
     description: str = ""
     root: str | None = None
     """Raw-data root relative to the collection file (or absolute); None = given when the data is prepared."""
-    source: Path | None = field(default=None, compare=False, repr=False)
-    """The file this collection was read from (resolves a relative ``root``); not serialised."""
+    source: Path | None = field(default=None, compare=False, repr=False, metadata={"config": False})
+    """The file this collection was read from (resolves a relative ``root``); not data: not read or written."""
 
-    def __post_init__(self) -> None:
-        tasks = tuple(self.tasks)
-        if not tasks:
-            raise FieldError("tasks", "expected at least one task")
+    config_name = "collection"
+
+    def _validate(self) -> None:
+        tasks = self.tasks
         first_index: dict[Any, int] = {}
         for i, task in enumerate(tasks):
             for key, value in (("id", task.id), ("name", task.name)):
@@ -162,26 +162,10 @@ class Collection:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, source: str | Path | None = None) -> Collection:
-        """Validate and build; errors name ``source`` (a file or a description) and the field."""
+    def from_dict(cls, data: Any, source: str | Path | None = None) -> Collection:  # type: ignore[override]
+        """Validate and build; errors name ``source`` (a file or a description) and the field path."""
         where = str(source) if source is not None else "collection"
-        try:
-            validate(data, COLLECTION)
-            tasks = []
-            for i, item in enumerate(data["tasks"]):
-                try:
-                    tasks.append(TaskSpec.from_dict(item))
-                except FieldError as err:
-                    raise err.within(f"tasks[{i}]") from None
-            return cls(
-                name=data["name"],
-                tasks=tuple(tasks),
-                description=data.get("description", ""),
-                root=data.get("root"),
-                source=source if isinstance(source, Path) else None,
-            )
-        except FieldError as err:
-            raise CCQError(f"{where}: {err}") from None
+        return from_data(cls, data, where=where, source=source if isinstance(source, Path) else None)
 
     def save(self, path: str | Path) -> Path:
         """Write as YAML or JSON (by extension); returns the path."""
@@ -238,6 +222,7 @@ __all__ = [
     "LAYOUTS",
     "CaseFiles",
     "Collection",
+    "FieldError",
     "Split",
     "TaskSpec",
     "find_cases",

@@ -5,22 +5,26 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 
-from ccq.data.collection_schema import TASK, FieldError, int_key, validate
 from ccq.data.collection_split import Split
 from ccq.errors import CCQError
+from ccq.utils.config import Config, FieldError, NonEmpty
 
-CHANNELS = ("organ", "tumor")
-LAYOUTS = ("msd", "kits")
+Channel = Literal["organ", "tumor"]
+Layout = Literal["msd", "kits"]
+"""msd: imagesTr/ labelsTr/ dataset.json; kits: case_XXXXX/ folders (KiTS19)."""
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+LAYOUTS: tuple[Layout, ...] = get_args(Layout)
 # Task names appear in "task/organ" category names and in comma-separated command-line lists.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LabelValues = Annotated[tuple[int, ...], NonEmpty]
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(Config):
     """One partially labeled dataset and its task: two sigmoid channels, organ and tumor.
 
     ``organ`` / ``tumor`` are the label values that make that channel positive, or None when the dataset does
@@ -30,49 +34,45 @@ class TaskSpec:
 
     name: str
     id: int
-    layout: str
+    layout: Layout
     folder: str
     labels: Mapping[int, str]
-    organ: tuple[int, ...] | None
-    tumor: tuple[int, ...] | None
-    output_values: Mapping[str, int] | None = None
+    organ: LabelValues | None
+    tumor: LabelValues | None
+    output_values: Mapping[Channel, int | None] | None = None
     """Value written per channel when predicting in this dataset's convention; derived when omitted."""
-    channel_names: Mapping[str, str] | None = None
+    channel_names: Mapping[Channel, str | None] | None = None
     """Human names of the channels for reports; derived from ``labels`` when omitted."""
-    split: Split = Split()
+    split: Split | None = None
+    """None (``split: null`` in a file) = every case trains: ``Split()``."""
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise FieldError(
-                "name", f"expected letters, digits, '_', '-' or '.' (used in 'task/organ'), got {self.name!r}"
-            )
+    config_name = "task"
+
+    def _validate(self) -> None:
+        if not _NAME_RE.match(self.name):
+            self._fail("name", "letters, digits, '_', '-' or '.' (used in 'task/organ')")
         if self.id < 0:
-            raise FieldError("id", f"expected a non-negative integer, got {self.id}")
-        if self.layout not in LAYOUTS:
-            raise FieldError("layout", f"expected one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+            self._fail("id", "a non-negative integer")
         if not self.folder:
-            raise FieldError("folder", "expected a non-empty path")
-        labels = {int(k): str(v) for k, v in self.labels.items()}
+            self._fail("folder", "a non-empty path")
+        labels = self.labels
         if 0 not in labels:
             raise FieldError("labels", "expected label 0 (background) to be listed")
         if any(k < 0 for k in labels):
             raise FieldError("labels", f"expected non-negative label values, got {min(labels)}")
-        object.__setattr__(self, "labels", labels)
         if self.organ is None and self.tumor is None:
             raise FieldError("organ", "organ and tumor are both null: a task must label at least one channel")
         for channel in CHANNELS:
             values = getattr(self, channel)
             if values is None:
                 continue
-            values = tuple(int(v) for v in values)
             for v in values:
                 if v not in labels:
                     raise FieldError(channel, f"value {v} is not in labels ({sorted(labels)})")
                 if v == 0:
                     raise FieldError(channel, "value 0 is background and cannot make a channel positive")
-            if len(set(values)) != len(values) or not values:
+            if len(set(values)) != len(values):
                 raise FieldError(channel, f"expected distinct label values, got {list(values)}")
-            object.__setattr__(self, channel, values)
         object.__setattr__(self, "output_values", self._checked_output_values())
         names = dict(self.channel_names or {})
         for channel in CHANNELS:
@@ -83,6 +83,8 @@ class TaskSpec:
             elif not names.get(channel):
                 names[channel] = labels[self.output_values[channel]]
         object.__setattr__(self, "channel_names", names)
+        if self.split is None:
+            object.__setattr__(self, "split", Split())
 
     def _checked_output_values(self) -> dict[str, int]:
         given = {k: v for k, v in (self.output_values or {}).items() if v is not None}
@@ -190,20 +192,3 @@ class TaskSpec:
         if split is not None:
             out["split"] = split
         return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
-        """Raises FieldError with a path relative to the task (``organ``, ``split.test`` ...)."""
-        validate(data, TASK)
-        return cls(
-            name=data["name"],
-            id=data["id"],
-            layout=data["layout"],
-            folder=data["folder"],
-            labels={int_key(k): v for k, v in data["labels"].items()},
-            organ=None if data["organ"] is None else tuple(data["organ"]),
-            tumor=None if data["tumor"] is None else tuple(data["tumor"]),
-            output_values=data.get("output_values"),
-            channel_names=data.get("channel_names"),
-            split=Split.from_dict(data.get("split")),
-        )
