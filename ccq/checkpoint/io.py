@@ -44,6 +44,7 @@ __all__ = [
     "CheckpointMeta",
     "LoadedCheckpoint",
     "check_replaceable",
+    "copy_checkpoint",
     "is_checkpoint_dir",
     "load_checkpoint",
     "read_checkpoint_meta",
@@ -131,20 +132,36 @@ def save_checkpoint(
     meta_text = fs.json_text(meta)
     tensors = _tensors_for_saving(model.state_dict())
 
-    _recover_interrupted(path)
-    check_replaceable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_siblings(path)
-    tmp = fs.temporary_path(path)
-    os.mkdir(tmp)
-    try:
+    def write(tmp: Path) -> None:
         from safetensors.torch import save_file
 
+        os.mkdir(tmp)
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ccq_format": CHECKPOINT_FORMAT})
         # The JSON is written last: a directory that has it is complete.
         (tmp / META_NAME).write_text(meta_text, encoding="utf-8")
         if add_files is not None:
             add_files(tmp)
+
+    return _assemble(path, write)
+
+
+def copy_checkpoint(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Copy the checkpoint directory `source` to `path` through the same swap as `save_checkpoint`: a kill at
+    any moment leaves at `path` the checkpoint it held before or the complete copy. Returns `path`."""
+    source = Path(source)
+    _require_checkpoint_dir(source)
+    return _assemble(Path(path), lambda tmp: shutil.copytree(source, tmp))
+
+
+def _assemble(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write(tmp)` a new checkpoint directory in a hidden sibling of `path`, then swap it in (see `_swap_in`)."""
+    _recover_interrupted(path)
+    check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(path)
+    tmp = fs.temporary_path(path)
+    try:
+        write(tmp)
         _fsync_tree(tmp)
         _swap_in(tmp, path)
     except BaseException:

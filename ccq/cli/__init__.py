@@ -7,6 +7,7 @@ import sys
 import typer
 
 from ccq.errors import CCQError, Interrupted
+from ccq.training.signals import TrainingInterrupted
 from ccq.utils.fs import os_error_message
 
 app = typer.Typer(
@@ -72,9 +73,13 @@ def _interruption(exit_: SystemExit) -> str | None:
 
 def main() -> None:
     """Console entry point: user errors (and OSErrors) become one line on stderr and exit code 2; Ctrl-C one
-    line saying what was kept, exit code 130."""
+    line saying what was kept, exit code 130; a training stopped by SIGINT/SIGTERM prints how to resume and exits
+    with 128 + the signal's number."""
     try:
         app()
+    except TrainingInterrupted as stop:  # `ccq train` handles its own; this one comes from `ccq reproduce`
+        print(stop, file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except CCQError as err:
         print(error_line(err), file=sys.stderr)
         sys.exit(2)

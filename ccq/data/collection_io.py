@@ -1,4 +1,5 @@
-"""Reading and writing collection files, the built-in collections, and finding a dataset's cases on disk.
+"""Collection files as data (reading, writing, the built-in collections' resources) and finding a dataset's cases
+on disk. The dataclasses they become are in :mod:`ccq.data.collection`, which builds on this module.
 
 The built-in MOTS collection is ``ccq/resources/collections/mots.yaml``; its train/test split comes from the
 public DoDNet/CCQ lists ``ccq/resources/mots-split/MOTS_{train,test}.txt`` (image and label paths relative to
@@ -10,13 +11,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ccq import limits
-from ccq.data.collection import Collection, Split, TaskSpec
+from ccq.data.collection_task import TaskSpec
 from ccq.errors import CCQError
 from ccq.utils.fs import check_name
 
@@ -119,9 +120,9 @@ def _check_yaml_graph(root: Any, where: str) -> None:
                        f"({limits.MAX_NESTING.env})")  # fmt: skip
 
 
-def read_collection_file(path: Path) -> Collection:
-    """A collection file: .yaml, .yml or .json, or an existing file without a suffix (JSON if it starts with
-    ``{``, else YAML)."""
+def read_collection_data(path: Path) -> Any:
+    """The parsed data of a collection file: .yaml, .yml or .json, or an existing file without a suffix (JSON
+    if it starts with ``{``, else YAML)."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise CCQError(
@@ -134,8 +135,7 @@ def read_collection_file(path: Path) -> Collection:
     text = limits.read_text(path)
     if not suffix:
         suffix = ".json" if text.lstrip().startswith("{") else ".yaml"
-    data = parse_collection_text(text, suffix, str(path))
-    return Collection.from_dict(data, source=path.resolve())
+    return parse_collection_text(text, suffix, str(path))
 
 
 def write_collection_file(data: dict[str, Any], path: Path) -> Path:
@@ -159,7 +159,8 @@ def write_collection_file(data: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def load_builtin_collection(name: str) -> Collection:
+def builtin_collection_data(name: str) -> tuple[Any, tuple[dict[int, list[str]], dict[int, list[str]]] | None]:
+    """The parsed data of a built-in collection, and its (train, test) split lists by task id if it has them."""
     key = name.lower()
     if key not in BUILTIN_COLLECTIONS:
         close = difflib.get_close_matches(key, BUILTIN_COLLECTIONS, n=1, cutoff=0.5)
@@ -167,13 +168,13 @@ def load_builtin_collection(name: str) -> Collection:
         raise CCQError(f"no built-in collection {name!r}{hint}; built in: {', '.join(BUILTIN_COLLECTIONS)}")
     base = resources.files("ccq").joinpath("resources")
     text = base.joinpath("collections", f"{key}.yaml").read_text(encoding="utf-8")
-    collection = Collection.from_dict(parse_collection_text(text, ".yaml", f"<built-in {key}>"), f"<built-in {key}>")
-    if key == "mots":
-        split_dir = base.joinpath("mots-split")
-        train = parse_split_list(split_dir.joinpath("MOTS_train.txt").read_text(encoding="utf-8"))
-        test = parse_split_list(split_dir.joinpath("MOTS_test.txt").read_text(encoding="utf-8"))
-        collection = with_split_lists(collection, train, test)
-    return collection
+    data = parse_collection_text(text, ".yaml", f"<built-in {key}>")
+    if key != "mots":
+        return data, None
+    split_dir = base.joinpath("mots-split")
+    train = parse_split_list(split_dir.joinpath("MOTS_train.txt").read_text(encoding="utf-8"))
+    test = parse_split_list(split_dir.joinpath("MOTS_test.txt").read_text(encoding="utf-8"))
+    return data, (train, test)
 
 
 def case_id_from_filename(filename: str) -> tuple[str, int | None]:
@@ -203,20 +204,6 @@ def parse_split_list(text: str) -> dict[int, list[str]]:
         case_id = parts[-2] if parts[-1].startswith("imaging.") else case_id_from_filename(parts[-1])[0]
         out.setdefault(task_id, []).append(case_id)
     return out
-
-
-def with_split_lists(collection: Collection, train: dict[int, list[str]], test: dict[int, list[str]]) -> Collection:
-    """The collection with explicit train/test lists per task id (tasks absent from both keep theirs)."""
-    unknown = sorted((set(train) | set(test)) - {t.id for t in collection.tasks})
-    if unknown:
-        raise CCQError(f"split lists name task id(s) {unknown} not in collection {collection.name!r}")
-    tasks = [
-        replace(t, split=Split(train=tuple(train.get(t.id, ())), test=tuple(test.get(t.id, ()))))
-        if t.id in train or t.id in test
-        else t
-        for t in collection.tasks
-    ]
-    return collection.with_tasks(tasks)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,6 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from ccq import limits
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
@@ -28,6 +26,7 @@ from ccq.data.preprocessing import PreprocessingConfig
 from ccq.data.workers import init_worker
 from ccq.errors import CCQError, Interrupted
 from ccq.utils import fs
+from ccq.utils.progress import progress_bar
 
 HANG_ENV = "CCQ_TEST_PREPARE_HANG"
 """Fault injection for the tests of interruption: set, every case sleeps until its process is killed (a stand-in
@@ -214,7 +213,7 @@ def _execute(
     summary: PrepareSummary,
     progress: bool,
 ) -> None:
-    bar = tqdm(total=len(jobs), desc="prepare", unit="case", disable=not progress or not jobs)
+    bar = progress_bar(total=len(jobs), desc="prepare", unit="case", disable=not progress or not jobs)
 
     def record(job: _Job, status: str, message: str) -> None:
         key = f"{job.task.name}/{job.case_id}"

@@ -73,10 +73,9 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
 
     ``predictor``: a ready `Predictor` to use instead of loading ``options.model`` with the options' settings
     (a benchmark's stand-in model, or one loaded once for several runs)."""
-    from tqdm import tqdm
-
     from ccq.inference.predictor import Predictor
     from ccq.inference.writer import LABELS_FILE, OVERLAYS_DIR, CaseWriter, check_outputs_free, output_paths
+    from ccq.utils.progress import progress_bar
 
     fs.check_output_folder(options.output, "-o")
     cases: list[CaseInput] = find_cases(options.input_path, options.series)
@@ -103,7 +102,9 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
     check_outputs_free(planned, options.overwrite)  # before any work
     settings = predictor.settings()
     done: list[Path] = []
-    bar = tqdm(cases, desc="predict", unit="case", disable=not options.progress or len(cases) < 2, file=sys.stderr)
+    bar = progress_bar(
+        cases, desc="predict", unit="case", disable=not options.progress or len(cases) < 2, file=sys.stderr
+    )
     try:
         for case in bar:
             with _intensity_warnings_to(echo):

@@ -16,6 +16,8 @@ _EXPORTS = {
     "Trainer": "ccq.training.trainer",
     "TrainResult": "ccq.training.trainer",
     "TrainingDiverged": "ccq.training.trainer",
+    "TrainingInterrupted": "ccq.training.signals",
+    "Handler": "ccq.training.handlers",
     "train": "ccq.training.trainer",
     "partial_label_loss": "ccq.training.loss",
 }

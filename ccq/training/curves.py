@@ -1,8 +1,8 @@
-"""Pictures and dashboards of a run: ``RUN/curves.png`` (redrawn at every validation) and TensorBoard scalars."""
+"""The picture of a run: ``RUN/curves.png``, training loss and validation Dice against the iteration (TensorBoard
+scalars are written by the metric-log handler, `ccq.training.handlers.metric_log`)."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,6 @@ from typing import Any
 from ccq.utils import fs
 
 CURVES_FILE = "curves.png"
-TENSORBOARD_DIR = "tensorboard"
 
 
 def plot_curves(records: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
@@ -55,33 +54,3 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | Path, title: s
         plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
-
-
-def tensorboard_available() -> bool:
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-class Scalars:
-    """TensorBoard scalars under RUN/tensorboard/ (a no-op object when tensorboard is not installed)."""
-
-    def __init__(self, run_dir: Path, enabled: bool, purge_step: int | None = None) -> None:
-        self._writer = None
-        if enabled and tensorboard_available():
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=purge_step)
-
-    @property
-    def active(self) -> bool:
-        return self._writer is not None
-
-    def add(self, values: Mapping[str, float], step: int) -> None:
-        if self._writer is not None:
-            for tag, value in values.items():
-                self._writer.add_scalar(tag, value, step)
-            self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None

@@ -20,6 +20,11 @@ import torch.distributed as dist
 from ccq.errors import CCQError
 
 
+class ReplicasDisagree(RuntimeError):
+    """The DDP replicas hold different weights after training: a fault of ccq, torch or the machines, not of
+    the user's input (so not a `CCQError`)."""
+
+
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0
@@ -118,3 +123,9 @@ def parameter_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def check_replicas_agree(digests: list[str], iteration: int) -> None:
+    """Raise `ReplicasDisagree` unless every rank's `parameter_digest` is the same."""
+    if len(set(digests)) > 1:
+        raise ReplicasDisagree(f"DDP replicas disagree after {iteration} iterations: digests {digests}")

@@ -16,6 +16,15 @@ from typing import Any
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM stopped the run after it saved a checkpoint: not an error (neither the user's input nor a
+    bug). The message says how to resume; the command line prints it and exits with 128 + ``signum``."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 class StopRequests:
     """Context manager: while active, SIGINT/SIGTERM set `received` instead of killing the process."""
 

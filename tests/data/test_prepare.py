@@ -296,7 +296,10 @@ def test_bad_preprocessing_json_names_the_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert prepare_collection(collection(), tmp_path / "raw", out, PRE).ok
     (out / "preprocessing.json").write_text(json.dumps({**PRE.to_dict(), "spacing": 3.0}))
-    with pytest.raises(CCQError, match=rf"^{out / 'preprocessing.json'}: preprocessing: spacing=3.0: expected"):
+    with pytest.raises(
+        CCQError,
+        match=rf"^{out / 'preprocessing.json'}: preprocessing: spacing: expected a list of 3 numbers, got 3.0$",
+    ):
         PreparedDataset(out)
 
 

@@ -1,4 +1,4 @@
-"""Speed/memory switches (precision, channels-last, activation checkpointing) and the run's pictures."""
+"""Speed/memory switches: precision, channels-last, activation checkpointing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import torch
 from ccq.errors import CCQError
 from ccq.models import build_model, get_preset
 from ccq.training import accel
-from ccq.training.curves import Scalars, plot_curves, tensorboard_available
 from ccq.training.run_log import read_log
 from ccq.training.trainer import Trainer
 
@@ -57,28 +56,6 @@ def test_channels_last_and_checkpointing_train(tiny_prepared: Path, tiny_config,
     result = Trainer(config, tiny_prepared, tmp_path / "run", progress=False, echo=lambda _: None).fit()
     losses = [r["loss"] for r in read_log(tmp_path / "run") if r["kind"] == "train"]
     assert result.state.iteration == 2 and len(losses) == 2 and all(v == v for v in losses)
-
-
-def test_curves_png(tmp_path: Path) -> None:
-    records = [{"kind": "train", "iteration": i, "loss": 1.0 / i, "dice": 0.5 / i, "bce": 0.5 / i} for i in (1, 2)]
-    records.append({"kind": "val", "iteration": 2, "mean_dice": 0.4, "categories": {"liver/organ": 0.4}})
-    path = plot_curves(records, tmp_path / "curves.png", title="run")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
-    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
-
-
-def test_tensorboard_scalars(tmp_path: Path) -> None:
-    assert tensorboard_available()  # a dev dependency: this test must not be skipped in CI
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    scalars = Scalars(tmp_path, enabled=True)
-    scalars.add({"train/loss": 0.5}, 1)
-    scalars.add({"train/loss": 0.25}, 2)
-    scalars.close()
-    events = EventAccumulator(str(tmp_path / "tensorboard"))
-    events.Reload()
-    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 0.5), (2, 0.25)]
-    assert not Scalars(tmp_path / "off", enabled=False).active
 
 
 @pytest.mark.parametrize("preset", ["tiny-multinets", "tiny-multihead"])

@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ccq.checkpoint import load_checkpoint
-from ccq.training.distributed import context_from_env, parameter_digest
+from ccq.errors import CCQError
+from ccq.training.distributed import ReplicasDisagree, check_replicas_agree, context_from_env, parameter_digest
 from ccq.training.run_log import read_log
 from ccq.training.state import load_training_state
 
@@ -61,3 +64,10 @@ def test_torchrun_two_cpu_processes(tiny_prepared: Path, tmp_path: Path) -> None
     assert state["world_size"] == 2 and [s["rank"] for s in state["loader"]] == [0, 1]
     assert all(s["position"] == 3 for s in state["loader"])
     assert len(state["rng"]) == 2 and not bool((state["rng"][0]["torch"] == state["rng"][1]["torch"]).all())
+
+
+def test_disagreeing_replicas_are_no_user_error() -> None:
+    check_replicas_agree(["a", "a"], 3)
+    with pytest.raises(ReplicasDisagree, match="after 3 iterations") as info:
+        check_replicas_agree(["a", "b"], 3)
+    assert not isinstance(info.value, CCQError)

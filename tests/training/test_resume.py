@@ -21,17 +21,24 @@ from ccq.errors import CCQError
 from ccq.training.loss import LossTerms
 from ccq.training.run_log import read_log
 from ccq.training.state import STATE_FILE, load_training_state
-from ccq.training.trainer import HANG_ENV, Trainer, TrainingDiverged
+from ccq.training.trainer import Trainer, TrainingDiverged
 
 # The tiny model with its transformer dropout on, so a resume that lost the RNG state would differ.
 SETTINGS = {"model": "tiny", "model_overrides": {}, "val_every": 3, "save_every": 3, "log_every": 1,
             "val_batch_size": 4, "tensorboard": False}  # fmt: skip
 
 
-def _ccq(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
-    base = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ccq", *args], env={**base, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _python_m(module: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _ccq(*args: str) -> subprocess.Popen:
+    return _python_m("ccq", *args)
 
 
 def _train_args(data: Path, out: Path, settings: Path, iterations: int) -> list[str]:
@@ -63,7 +70,8 @@ def test_sigkill_then_resume_gives_identical_weights(tiny_prepared: Path, tmp_pa
     code, _, err = _finish(_ccq(*_train_args(tiny_prepared, whole, settings, 6)))
     assert code == 0, err
 
-    proc = _ccq(*_train_args(tiny_prepared, killed, settings, 6), env={HANG_ENV: "3"})
+    # The same training with a handler (installed by the script) that hangs once last/ is saved at iteration 3.
+    proc = _python_m("tests.training.hang_after_save", str(settings), str(tiny_prepared), str(killed), "6", "3")
     try:
         _wait_for_checkpoint(killed, 3, proc)
     finally:
@@ -86,6 +94,7 @@ def test_sigkill_then_resume_gives_identical_weights(tiny_prepared: Path, tmp_pa
     assert killed_losses == whole_losses and [i for i, _ in whole_losses] == [1, 2, 3, 4, 5, 6]
     record = json.loads((killed / "config.json").read_text())
     assert record["resumed"][0]["iteration"] == 3
+    assert record["train"] == json.loads((whole / "config.json").read_text())["train"]  # the script = `ccq train`
     # The training state is plain data: readable with weights_only=True.
     state = load_training_state(killed / "last")
     assert state["iteration"] == 6 and state["loader"][0]["position"] == 6 and len(state["rng"]) == 1

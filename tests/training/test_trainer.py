@@ -17,6 +17,7 @@ from ccq.data.cache import PreparedDataset
 from ccq.data.sampling import SamplingConfig
 from ccq.errors import CCQError
 from ccq.training.run_log import read_log
+from ccq.training.step import train_step
 from ccq.training.trainer import Trainer, TrainingDiverged
 
 
@@ -85,10 +86,10 @@ def test_an_error_in_training_closes_the_loader(tiny_prepared: Path, tiny_config
 
     trainer.loader.__class__ = Spy
 
-    def fail(batch, lr, stop):
+    def fail(output, target, task_id):
         raise RuntimeError("boom")
 
-    trainer._step = fail
+    trainer.criterion = fail  # called by the first step
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit()
     assert len(streams) == 1 and inspect.getgeneratorstate(streams[0]) == inspect.GEN_CLOSED
@@ -110,8 +111,9 @@ def test_same_seed_same_first_step(tiny_prepared: Path, tiny_config, tmp_path: P
     losses = []
     for i in range(2):
         trainer = Trainer(tiny_config.replace(seed=3), tiny_prepared, tmp_path / f"r{i}", progress=False)
-        losses.append(trainer._step(next(iter(trainer.loader)), 0.01, False))
+        losses.append(train_step(trainer, next(iter(trainer.loader)), False))
     assert losses[0] == losses[1]
+    assert not losses[0].nonfinite and not losses[0].stop and math.isfinite(losses[0].loss) and losses[0].loss > 0
 
 
 def test_loss_decreases_when_overfitting_one_case(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
@@ -139,3 +141,43 @@ def test_validation_dice_rises_well_above_chance(tiny_prepared: Path, tiny_confi
     assert [r["iteration"] for r in val] == [30, 60]
     assert val[-1]["categories"]["liver/organ"] > 0.3, val[-1]["categories"]
     assert val[-1]["mean_dice"] > 0.12, val[-1]["categories"]
+
+
+def test_handlers_see_each_point_of_the_run_in_order(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
+    from ccq.checkpoint import read_checkpoint_meta
+    from ccq.training.handlers import Handler
+
+    calls: list[tuple] = []
+
+    class Recorder(Handler):
+        def started(self, trainer):
+            calls.append(("started", trainer.state.iteration, (trainer.run_dir / "config.json").is_file()))
+
+        def iteration_completed(self, trainer, step, lr, data_s):
+            calls.append(("iteration", trainer.state.iteration, step.nonfinite))
+
+        def validated(self, trainer, result, improved):
+            best = read_checkpoint_meta(trainer.run_dir / "best").extra["iteration"]  # built-in handlers went first
+            calls.append(("validated", trainer.state.iteration, improved == (best == trainer.state.iteration)))
+
+        def checkpoint(self, trainer, rank_states):
+            saved = read_checkpoint_meta(trainer.run_dir / "last").extra["iteration"]
+            calls.append(("checkpoint", saved, len(rank_states)))
+
+        def record(self, trainer, record):
+            calls.append(("record", record["kind"]))
+
+        def completed(self, trainer):
+            calls.append(("completed",))
+
+        def closed(self, trainer):
+            calls.append(("closed",))
+
+    Trainer(tiny_config.replace(tensorboard=False), tiny_prepared, tmp_path / "run", progress=False,
+            echo=lambda _: None, handlers=[Recorder()]).fit()  # fmt: skip
+    assert calls == [
+        ("started", 0, True),
+        ("iteration", 1, False), ("iteration", 2, False), ("validated", 2, True), ("checkpoint", 2, 1),
+        ("iteration", 3, False), ("iteration", 4, False), ("validated", 4, True), ("checkpoint", 4, 1),
+        ("record", "end"), ("completed",), ("closed",),
+    ]  # fmt: skip
