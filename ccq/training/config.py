@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from ccq import limits
 from ccq.data.augment import AugmentationConfig
 from ccq.data.sampling import SamplingConfig
 from ccq.errors import CCQError
@@ -189,7 +190,7 @@ def load_train_config(path: str | Path, base: TrainConfig) -> TrainConfig:
     if not path.is_file():
         raise CCQError(f"--config {path}: no such file; expected a JSON or YAML file of training settings")
     suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    data = parse_collection_text(limits.read_text(path), suffix, str(path))
     if isinstance(data, Mapping) and isinstance(data.get("train"), Mapping):
         data = data["train"]
     try:
