@@ -280,15 +280,3 @@ class Predictor:
             if result.probabilities is not None:
                 out.probabilities[name] = result.probabilities
         return out
-
-
-def predict_case(
-    checkpoint: str | Path | LoadedCheckpoint,
-    volume: Any,
-    tasks: str | Sequence[str | int] | None = "all",
-    device: str = "auto",
-    **options: Any,
-) -> dict[str, np.ndarray]:
-    """``{task: label map}`` for one CT, in each task's label convention, on the input's own grid."""
-    return Predictor(checkpoint, device=device, **options).predict(volume, tasks).labels
-
