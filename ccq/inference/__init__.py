@@ -9,6 +9,7 @@ from ccq.inference.predictor import (
     PreparedVolume,
     TaskResult,
     inference_device,
+    inference_layout,
 )
 from ccq.inference.sliding_window import (
     flip_tta,
@@ -35,6 +36,7 @@ __all__ = [
     "flip_tta",
     "gaussian_importance",
     "inference_device",
+    "inference_layout",
     "model_windows",
     "output_paths",
     "predict",
