@@ -1,12 +1,13 @@
 """All tasks at once against one task at a time: sliding-window prediction of one prepared volume.
 
     python benchmarks/infer_speed.py [--preset demo] [--shape 48 96 96] [--tasks 7] [--threads 2] [--tta]
-        [--overlap 0.5] [--batch-size 1] [--repeats 1] [--contiguous] [--flops-only] [--json]
+        [--overlap 0.5] [--batch-size 1] [--repeats 1] [--contiguous] [--pytorch-conv-choice] [--flops-only] [--json]
 
 Every way runs the same code (`ccq.inference.predict_channels`, Gaussian-weighted windows stitched on the CPU) on
 the same volume with the same randomly initialised model (seed 0; speed does not depend on the weights), in the
 memory layout `ccq predict` uses (`ccq.inference.inference_layout`: channels-last on the CPU; ``--contiguous``: the
-default layout):
+default layout) and with one-window convolutions on oneDNN (`ccq.models.fused.conv3d`; ``--pytorch-conv-choice``:
+PyTorch's own choice, its slow reference convolution for a small batch-1 input, as before that change):
 
 * all tasks: every window runs the encoder and image transformer once and the organ and tumour branches of all
   tasks in one batched pass (`forward_all_tasks`);
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1, help="times each way is timed; the fastest counts (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--contiguous", action="store_true", help="keep the default memory layout (not channels-last)")
+    p.add_argument("--pytorch-conv-choice", action="store_true",
+                   help="leave batch-1 CPU convolutions to PyTorch's heuristic (not oneDNN)")  # fmt: skip
     p.add_argument("--flops-only", action="store_true", help="only the FLOP ratios, counted on the meta device")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     return p.parse_args(argv)
@@ -82,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ccq.errors import CCQError
-    from ccq.inference import inference_device, inference_layout, predict_channels, window_starts
-    from ccq.models import build_model, get_preset
+    from ccq.inference import inference_device
+    from ccq.models import get_preset
+    from ccq.models.fused import onednn_for_one_sample
 
     try:
         device = inference_device(args.device)
@@ -94,6 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"infer_speed: error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    with onednn_for_one_sample(not args.pytorch_conv_choice):
+        return measure(args, config, device)
+
+
+def measure(args: argparse.Namespace, config, device) -> int:
+    """Time the three ways (or count their FLOPs) and print the figures; 0."""
+    import torch
+
+    from ccq.inference import inference_layout, predict_channels, window_starts
+    from ccq.models import build_model
+
     torch.manual_seed(0)
     model = build_model(config).eval().to(device)
     if not args.contiguous:
@@ -146,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     size = "x".join(map(str, args.shape))
     print(f"{args.preset} preset, patch {'x'.join(map(str, config.patch_size))}, volume {size} = {windows} windows, "
           f"{args.tasks} tasks ({len(labeled)} labeled channels), {device}, {args.threads} threads, batch "
-          f"{args.batch_size}{', TTA' if args.tta else ''}{', contiguous' if args.contiguous else ''}, "
+          f"{args.batch_size}{', TTA' if args.tta else ''}{', contiguous' if args.contiguous else ''}"
+          f"{', PyTorch conv choice' if args.pytorch_conv_choice else ''}, "
           f"fastest of {args.repeats}", flush=True)  # fmt: skip
     wall = {k: float("inf") for k in ways}
     cpu = {k: float("inf") for k in ways}
@@ -179,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             "labeled_cpu_s": round(cpu[b], 3), "one_by_one_cpu_s": round(cpu[c], 3), "windows": windows,
             "tasks": args.tasks, "labeled_channels": len(labeled), "preset": args.preset, "shape": list(args.shape),
             "threads": args.threads, "batch_size": args.batch_size, "repeats": args.repeats, "device": str(device),
-            "tta": args.tta, "contiguous": args.contiguous, "flop_ratio": round(flop_ratio, 3),
+            "tta": args.tta, "contiguous": args.contiguous, "pytorch_conv_choice": args.pytorch_conv_choice,
+            "flop_ratio": round(flop_ratio, 3),
             "flop_ratio_labeled": round(flop_ratio_labeled, 3),
             "shared_gflop": round(shared / 1e9, 3), "branch_gflop": round(branch / 1e9, 3),
         }))  # fmt: skip

@@ -48,10 +48,26 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="trilinear", align_corners=False)
 
 
+_ONEDNN_ONE_SAMPLE = True
+
+
+@contextlib.contextmanager
+def onednn_for_one_sample(enabled: bool) -> Iterator[None]:
+    """Turn `conv3d`'s routing of one-sample CPU convolutions to oneDNN on or off (on by default), e.g. to measure
+    what it saves."""
+    global _ONEDNN_ONE_SAMPLE
+    previous, _ONEDNN_ONE_SAMPLE = _ONEDNN_ONE_SAMPLE, enabled
+    try:
+        yield
+    finally:
+        _ONEDNN_ONE_SAMPLE = previous
+
+
 def _one_sample_on_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `conv3d` sends this convolution to oneDNN itself (see there)."""
     return (
-        x.shape[0] == 1
+        _ONEDNN_ONE_SAMPLE
+        and x.shape[0] == 1
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32

@@ -154,7 +154,7 @@ def test_one_sample_convolutions_without_grad_go_to_onednn():
     from torch.profiler import profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ccq.models.fused import conv3d
+    from ccq.models.fused import conv3d, onednn_for_one_sample
 
     torch.manual_seed(0)
     x, w = torch.randn(1, 8, 8, 16, 16), torch.randn(8, 8, 3, 3, 3)
@@ -168,6 +168,8 @@ def test_one_sample_convolutions_without_grad_go_to_onednn():
         fast = conv3d(x, w, None, (1, 1, 1), (1, 1, 1))
         assert "aten::mkldnn_convolution" in kernels(lambda: conv3d(x, w, None, (1, 1, 1), (1, 1, 1)))
         assert "aten::slow_conv3d_forward" in kernels(lambda: F.conv3d(x, w, None, (1, 1, 1), (1, 1, 1)))
+        with onednn_for_one_sample(False):  # the switch benchmarks/infer_speed.py --pytorch-conv-choice uses
+            assert "aten::slow_conv3d_forward" in kernels(lambda: conv3d(x, w, None, (1, 1, 1), (1, 1, 1)))
         torch.testing.assert_close(fast, F.conv3d(x, w, None, 1, 1), atol=1e-4, rtol=1e-5)
         strided = conv3d(x, w, None, (2, 2, 2), (1, 1, 1))
         torch.testing.assert_close(strided, F.conv3d(x, w, None, 2, 1), atol=1e-4, rtol=1e-5)
