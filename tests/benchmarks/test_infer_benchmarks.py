@@ -54,3 +54,15 @@ def test_infer_speed_counts_flops_without_computing() -> None:
     s, b = out["shared_gflop"], out["branch_gflop"]
     assert abs(out["flop_ratio"] - 7 * (s + 2 * b) / (s + 14 * b)) < 0.01
     assert abs(out["flop_ratio_labeled"] - 7 * (s + 2 * b) / (s + 11 * b)) < 0.01
+
+
+def test_infer_speed_compares_the_settings_side_by_side() -> None:
+    script = str(BENCHMARKS / "infer_speed.py")
+    out = _json_tail(script, "--preset", "tiny", "--shape", "16", "32", "32", "--tasks", "2", "--compare-settings")
+    assert sorted(out["settings"]) == [
+        "channels-last, PyTorch conv choice", "channels-last, oneDNN", "contiguous, PyTorch conv choice",
+        "contiguous, oneDNN",
+    ]  # fmt: skip
+    for figures in out["settings"].values():
+        assert figures["max_abs_diff"] < 1e-4 and figures["one_by_one_cpu_s"] > 0
+    assert out["contiguous"] is False and out["pytorch_conv_choice"] is False  # the main figures: ccq predict's
