@@ -264,3 +264,19 @@ def test_slab_by_slab_mapping_back_equals_the_whole_volume_at_once(
     np.testing.assert_allclose(kept.astype(np.float32), whole, atol=1e-3)
     near = np.abs(whole - 0.5) < 1e-5  # rounding may only flip voxels on the threshold itself
     np.testing.assert_array_equal(mask[~near], (whole > 0.5)[~near])
+
+
+def test_the_cpu_predictor_runs_channels_last_with_the_same_probabilities(tiny_checkpoint: Path) -> None:
+    from ccq.checkpoint import load_checkpoint
+    from ccq.inference import predict_channels
+
+    predictor = Predictor(tiny_checkpoint, device="cpu")
+    convs = [m.weight for m in predictor.model.modules() if isinstance(m, nn.Conv3d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in convs)
+    plain = load_checkpoint(tiny_checkpoint).model.eval()
+    plain_convs = [m.weight for m in plain.modules() if isinstance(m, nn.Conv3d)]
+    assert not all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in plain_convs)
+    volume = torch.rand(20, 40, 36, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    pairs = [(0, 0), (1, 1)]
+    fast = predict_channels(predictor.model, volume, [0, 4], pairs)
+    torch.testing.assert_close(fast, predict_channels(plain, volume, [0, 4], pairs), atol=1e-5, rtol=0)
