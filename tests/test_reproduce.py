@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ccq.errors import CCQError
-from ccq.reproduce import reproduce, table_rows
+from ccq.reproduce import SIZES, TABLES, reproduce, table_rows
 
 
 @pytest.fixture
@@ -44,6 +44,18 @@ def test_rows_follow_the_paper() -> None:
     assert table_rows("table1", "official")[-1].paper == (76.41, 16.80)
     with pytest.raises(CCQError, match="table3"):
         table_rows("table3", "tiny")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_paper_row_is_a_model_preset(size: str) -> None:
+    from ccq.models import get_preset
+
+    for table in TABLES:
+        rows = table_rows(table, size)
+        assert len({r.key for r in rows}) == len({r.label for r in rows}) == len(rows)
+        for row in rows:
+            get_preset(row.model)  # CCQError for a name the presets do not know
+    assert table_rows("table2", size)[0].paper == (72.38, 27.69)
 
 
 @pytest.mark.parametrize("table", ["table1", "table2"])
