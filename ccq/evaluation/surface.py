@@ -31,6 +31,7 @@ import scipy.ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ccq.errors import CCQError
+from ccq.evaluation.metrics import as_mask
 
 Method = Literal["auto", "edt", "kdtree"]
 METHODS: tuple[str, ...] = ("auto", "edt", "kdtree")
@@ -41,15 +42,6 @@ PERCENTILE = 95.0
 # voxel and level (log2 of the number of surface voxels). Only their ratio matters.
 EDT_COST = 0.23
 KDTREE_COST = 0.15
-
-
-def _as_bool(mask, name: str) -> np.ndarray:
-    if hasattr(mask, "detach"):  # a torch tensor, without importing torch here
-        mask = mask.detach().cpu().numpy()
-    mask = np.asarray(mask)
-    if mask.ndim == 0:
-        raise CCQError(f"{name}: a 0-d value; expected a mask array")
-    return mask if mask.dtype == bool else mask != 0
 
 
 def _spacing(spacing: float | Sequence[float] | None, ndim: int) -> np.ndarray:
@@ -92,7 +84,7 @@ def surface_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def choose_method(crop_voxels: int, surface_voxels: int) -> str:
-    """"edt" or "kdtree", whichever the cost model (`EDT_COST`, `KDTREE_COST`) expects to be faster."""
+    """The method "edt" or "kdtree", whichever the cost model (`EDT_COST`, `KDTREE_COST`) expects to be faster."""
     edt = 2 * EDT_COST * crop_voxels  # two transforms, one per direction
     kdtree = KDTREE_COST * surface_voxels * math.log2(max(surface_voxels, 2))
     return "kdtree" if kdtree < edt else "edt"
@@ -106,7 +98,7 @@ def surface_distances(
 
     Both masks must have the same shape and at least one voxel each (CCQError otherwise).
     """
-    a, b = _as_bool(a, "mask a"), _as_bool(b, "mask b")
+    a, b = as_mask(a, "mask a"), as_mask(b, "mask b")
     if a.shape != b.shape:
         raise CCQError(f"surface distances: mask shapes {a.shape} and {b.shape} differ; expected the same shape")
     if method not in METHODS:
@@ -152,5 +144,5 @@ def hd95_max_directed(a, b, spacing: float | Sequence[float] | None = None, *, m
 
 
 def _any_empty(a, b) -> bool:
-    a, b = _as_bool(a, "mask a"), _as_bool(b, "mask b")
+    a, b = as_mask(a, "mask a"), as_mask(b, "mask b")
     return a.shape == b.shape and (not a.any() or not b.any())
