@@ -277,8 +277,8 @@ def prepare_collection(
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_compatible(out_dir, collection, preprocessing)
     cache.remove_temporaries(out_dir)
-    cache.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict())
-    cache.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict())
+    fs.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict(), indent=cache.JSON_INDENT)
+    fs.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict(), indent=cache.JSON_INDENT)
 
     summary = PrepareSummary(out_dir=out_dir)
     jobs = _plan(collection, raw_root, summary, keep_going)

@@ -17,6 +17,7 @@ from ccq.data.collection import Collection
 from ccq.data.prepare_run import prepare_collection
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
+from ccq.utils import fs
 
 PRE = PreprocessingConfig(spacing=(3.0, 2.0, 2.0), patch_size=(16, 32, 32))
 MSD_AFFINE = np.array([[-1.5, 0, 0, 40], [0, -1.5, 0, 30], [0, 0, 3.0, -20], [0, 0, 0, 1.0]])
@@ -251,7 +252,7 @@ def test_temporaries_of_a_running_prepare_are_kept(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob(".*")) == [f".manifest.json.tmp-{live}-0123abcd"]
     assert [p.name for p in case_parent.iterdir()] == [f".org_1.tmp-{live}-0123abcd"]
     # What this version writes carries the writer's pid.
-    cache.write_json_atomic(tmp_path / "x.json", {"score": float("nan")})
+    fs.write_json_atomic(tmp_path / "x.json", {"score": float("nan")}, indent=cache.JSON_INDENT)
     assert json.loads((tmp_path / "x.json").read_text()) == {"score": None}
 
 
