@@ -122,25 +122,25 @@ def surface_distances(
 
 def hd95_pooled(a, b, spacing: float | Sequence[float] | None = None, *, method: Method = "auto") -> float:
     """MedPy's ``hd95``: 95th percentile of both directions' surface distances pooled; NaN if a mask is empty."""
-    try:
-        a_to_b, b_to_a = surface_distances(a, b, spacing, method=method)
-    except CCQError:
-        if _any_empty(a, b):
-            return math.nan
-        raise
-    return float(np.percentile(np.concatenate([a_to_b, b_to_a]), PERCENTILE))
+    both = _distances_unless_empty(a, b, spacing, method)
+    return math.nan if both is None else float(np.percentile(np.concatenate(both), PERCENTILE))
 
 
 def hd95_max_directed(a, b, spacing: float | Sequence[float] | None = None, *, method: Method = "auto") -> float:
     """MONAI's ``compute_hausdorff_distance(percentile=95)``: the larger of the two directed 95th percentiles;
     NaN if a mask is empty (MONAI gives inf or NaN there)."""
+    both = _distances_unless_empty(a, b, spacing, method)
+    return math.nan if both is None else float(max(np.percentile(d, PERCENTILE) for d in both))
+
+
+def _distances_unless_empty(a, b, spacing, method: Method) -> tuple[np.ndarray, np.ndarray] | None:
+    """`surface_distances`, or None where a mask is empty (the HD is then undefined); other errors propagate."""
     try:
-        a_to_b, b_to_a = surface_distances(a, b, spacing, method=method)
+        return surface_distances(a, b, spacing, method=method)
     except CCQError:
         if _any_empty(a, b):
-            return math.nan
+            return None
         raise
-    return float(max(np.percentile(a_to_b, PERCENTILE), np.percentile(b_to_a, PERCENTILE)))
 
 
 def _any_empty(a, b) -> bool:
