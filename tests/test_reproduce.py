@@ -9,31 +9,17 @@ import pytest
 
 from ccq.errors import CCQError
 from ccq.reproduce import SIZES, TABLES, reproduce, table_rows
+from tests.evaluation.phantoms import prepared_phantoms, torch_threads
 
 
 @pytest.fixture
 def one_thread():
-    """Tiny models run fastest on one thread (as in tests/training)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from torch_threads(1)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from ccq.data.phantom import generate_collection
-    from ccq.data.prepare_run import prepare_collection
-    from ccq.data.preprocessing import PreprocessingConfig
-
-    root = tmp_path_factory.mktemp("repro")
-    collection = generate_collection(root / "raw", cases_per_task=2, test_cases_per_task=1, seed=0,
-                                     tasks=("liver", "colon", "spleen"), shape=(24, 48, 48))  # fmt: skip
-    pre = PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32))
-    assert prepare_collection(collection, None, root / "prepared", pre).ok
-    return root / "prepared"
+    return prepared_phantoms(tmp_path_factory.mktemp("repro"))
 
 
 def test_rows_follow_the_paper() -> None:

@@ -16,28 +16,17 @@ from ccq.evaluation.metrics import dice_score
 from ccq.evaluation.prepared import THRESHOLD, prepared_summary, score_prepared_cases
 from ccq.evaluation.scoring import score_masks
 from ccq.inference.sliding_window import predict_volume
+from tests.evaluation.phantoms import prepared_phantoms, torch_threads
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from torch_threads(1)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> PreparedDataset:
-    from ccq.data.phantom import generate_collection
-    from ccq.data.prepare_run import prepare_collection
-    from ccq.data.preprocessing import PreprocessingConfig
-
-    root = tmp_path_factory.mktemp("prepared-scoring")
-    collection = generate_collection(root / "raw", cases_per_task=2, test_cases_per_task=1, seed=0,
-                                     tasks=("liver", "colon", "spleen"), shape=(24, 48, 48))  # fmt: skip
-    pre = PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32))
-    assert prepare_collection(collection, None, root / "prepared", pre).ok
-    return PreparedDataset(root / "prepared")
+    return PreparedDataset(prepared_phantoms(tmp_path_factory.mktemp("prepared-scoring")))
 
 
 class Threshold(torch.nn.Module):
