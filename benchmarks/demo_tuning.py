@@ -45,7 +45,7 @@ def _means(dice: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def test_dice(model_dir: Path, prepared: Path) -> dict[str, dict[str, float]]:
+def held_out_dice(model_dir: Path, prepared: Path) -> dict[str, dict[str, float]]:
     """Task -> channel -> mean Dice over the prepared test phantoms (the path training validation and `ccq
     reproduce` score with: each case for its own task, on the working grid, no files written)."""
     from ccq.checkpoint import load_checkpoint
@@ -122,7 +122,7 @@ def main() -> None:
     result = Trainer(config, prepared, run_dir, progress=False, echo=lambda _: None).fit()
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
     wall, cpu = time.perf_counter(), time.process_time()
-    dice = test_dice(result.best or result.last, prepared)
+    dice = held_out_dice(result.best or result.last, prepared)
     predict_wall, predict_cpu = time.perf_counter() - wall, time.process_time() - cpu
     val = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     curve = {r["iteration"]: round(r["mean_dice"], 3) for r in val if r["kind"] == "val"}
