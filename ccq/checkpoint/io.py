@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.checkpoint.sniff import describe_foreign_file, read_json_object, sniff_file
 from ccq.checkpoint.swap import aside_path as _aside_path  # noqa: F401 (where a killed save leaves the old one)
 from ccq.checkpoint.swap import fsync_dir as _fsync_dir
@@ -172,7 +172,7 @@ def _assemble(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def _ccq_version() -> str:
-    from ccq import __version__
+    from ccq._version import __version__
 
     return __version__
 

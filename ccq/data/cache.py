@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data.collection import CHANNELS, Collection
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data import geometry
 from ccq.data.cache import FORMAT_VERSION, case_relpath
 from ccq.data.collection import CHANNELS, TaskSpec

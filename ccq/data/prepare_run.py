@@ -17,7 +17,7 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.data.collection_io import parse_collection_text

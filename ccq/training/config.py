@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data.augment import AugmentationConfig
 from ccq.data.sampling import SamplingConfig
 from ccq.errors import CCQError

@@ -90,7 +90,7 @@ def report(path: str | Path = ".") -> dict[str, Any]:
     """The whole report as JSON-ready data; ``path`` is where free disk space is measured."""
     import torch
 
-    from ccq import __version__
+    from ccq._version import __version__
 
     packages = {p: version_of(p) for p in (*PACKAGES, *OPTIONAL)}
     total, available = _memory_gib()
