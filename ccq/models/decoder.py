@@ -10,7 +10,7 @@ from ccq.models.fused import norm_act_conv, upsample2
 from ccq.models.layers import ResBlock, activation_slope, conv_weight, make_conv
 
 
-def _grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
+def grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
     """[G*B, ...] -> [G, B, ...] (group-major batch layout used for branches and tasks)."""
     return x.view(groups, x.shape[0] // groups, *x.shape[1:])
 
@@ -63,7 +63,7 @@ class SkipGate(nn.Module):
         s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w_s, None, 1, pad)
         # The upsampled U is recomputed from the 8x smaller low-resolution input in backward, not kept.
         u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad, source=low)
-        return (_grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
+        return (grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
 
     def forward(self, skip: torch.Tensor, low: torch.Tensor, groups: int) -> torch.Tensor:
         """skip S: [B, C, D, H, W]; low: [G*B, C, D/2, H/2, W/2] group-major, the decoder state before its x2
@@ -76,7 +76,7 @@ class SkipGate(nn.Module):
         gate = torch.sigmoid(logit)
         if self.mode == "paper":
             gate = gate + 1.0
-        merged = torch.addcmul(_grouped(up, groups), skip.unsqueeze(0), _grouped(gate, groups))
+        merged = torch.addcmul(grouped(up, groups), skip.unsqueeze(0), grouped(gate, groups))
         return merged.flatten(0, 1)
 
 
@@ -120,7 +120,7 @@ class Decoder(nn.Module):
         for level, block in enumerate(self.blocks):
             skip = skips[-1 - level]
             if self.skip_mode == "additive":
-                x = (_grouped(upsample2(x), groups) + skip.unsqueeze(0)).flatten(0, 1)
+                x = (grouped(upsample2(x), groups) + skip.unsqueeze(0)).flatten(0, 1)
             else:
                 x = self.gates[level](skip, x, groups)
             x = block(x)
