@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -72,41 +71,11 @@ def evaluate(
     Writes OUT/summary.json, OUT/cases.csv and OUT/table.md (the paper's Table 1 layout). Only the channels a
     task's dataset labels are scored. An earlier evaluation's files are never replaced without --overwrite.
     """
-    from ccq.evaluation.evaluate import evaluate_folder
-    from ccq.evaluation.report import REPORT_FILES
-    from ccq.limits import check_spacing
+    from ccq.commands.evaluate import EvaluateOptions, run_evaluate
 
-    if spacing is not None:
-        spacing = check_spacing(spacing, "--spacing", "voxel sizes")  # type: ignore[assignment]
-    selection: str | list[str] | None = cases
-    if cases is not None and "," in cases:
-        selection = [c.strip() for c in cases.split(",") if c.strip()]
-    summary = evaluate_folder(
-        pred, gt, task=task, collection=collection, definition=definition, spacing=spacing, cases=selection,
-        out=out, overwrite=overwrite, compare_paper=compare_paper, overlays=overlays, images=images,
-        progress=progress, echo=typer.echo,
+    options = EvaluateOptions(
+        pred=pred, gt=gt, collection=collection, task=task, cases=cases, definition=definition,
+        spacing=None if spacing is None else tuple(spacing), out=out, overwrite=overwrite,
+        compare_paper=compare_paper, overlays=overlays, images=images, progress=progress,
     )  # fmt: skip
-    typer.echo(format_summary(summary))
-    where = pred if out is None else out
-    typer.echo(f"wrote {', '.join(str(where / name) for name in REPORT_FILES)}")
-
-
-def format_summary(summary: dict) -> str:
-    """A fixed-width table of the categories and the means, for the terminal."""
-
-    def cell(value, pct: bool) -> str:
-        if value is None or not math.isfinite(value):
-            return "-"
-        return f"{100 * value:.2f}" if pct else f"{value:.2f}"
-
-    unit = summary["units"]["hd95"]
-    lines = [f"{summary['definition']} definition, {summary['n_cases']} case(s); Dice %, HD95 in {unit}",
-             f"{'category':<28}{'Dice':>9}{'HD95':>9}{'cases':>7}  empty (both/pred/gt)"]  # fmt: skip
-    for category, v in summary["categories"].items():
-        s = v["status"]
-        lines.append(f"{category:<28}{cell(v['dice'], True):>9}{cell(v['hd95'], False):>9}{v['n']:>7}  "
-                     f"{s['both_empty']}/{s['pred_empty']}/{s['gt_empty']}")  # fmt: skip
-    for group, v in summary["mean"].items():
-        if v["n_categories"]:
-            lines.append(f"{'mean ' + group:<28}{cell(v['dice'], True):>9}{cell(v['hd95'], False):>9}")
-    return "\n".join(lines)
+    run_evaluate(options, echo=typer.echo)

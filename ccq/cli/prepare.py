@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ccq.errors import CCQError
-
 
 def prepare(
     out: Annotated[
@@ -54,36 +52,11 @@ def prepare(
     Writes OUT/manifest.json, OUT/collection.json, OUT/preprocessing.json and one folder per case. Running
     the same command again skips finished cases, so an interrupted run simply resumes.
     """
-    from ccq.data.collection import load_collection
-    from ccq.data.prepare_run import prepare_collection, read_folders_file
-    from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
+    from ccq.commands.prepare import PrepareOptions, run_prepare
 
-    tasks = load_collection(collection)
-    config = OFFICIAL_PREPROCESSING if preprocessing is None else read_preprocessing_file(preprocessing)
-    mapping = None if folders is None else read_folders_file(folders)
-    summary = prepare_collection(
-        tasks, raw, out, config, workers=workers, keep_going=keep_going, folders=mapping, progress=progress
-    )
-    typer.echo(summary.report())
-    if not summary.ok:
+    options = PrepareOptions(
+        out=out, collection=collection, raw=raw, preprocessing=preprocessing, workers=workers,
+        keep_going=keep_going, folders=folders, progress=progress,
+    )  # fmt: skip
+    if not run_prepare(options, echo=typer.echo).ok:
         raise typer.Exit(1)
-
-
-def read_preprocessing_file(path: Path):  # -> PreprocessingConfig (import kept lazy for a fast --help)
-    from ccq import limits
-    from ccq.data.collection_io import parse_collection_text
-    from ccq.data.preprocessing import PreprocessingConfig
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CCQError(f"--preprocessing {path}: no such file; expected a JSON or YAML PreprocessingConfig")
-    suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(limits.read_text(path), suffix, str(path))
-    if not isinstance(data, dict):
-        raise CCQError(f"{path}: expected a mapping of PreprocessingConfig fields (spacing, hu_min ...)")
-    try:
-        config = PreprocessingConfig.from_dict(data)
-    except CCQError as err:
-        raise CCQError(f"{path}: {err}") from None
-    limits.check_preprocessing(config, str(path))
-    return config
