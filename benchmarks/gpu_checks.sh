@@ -41,7 +41,7 @@ step() {
 
 step environment 60 bash -c "nvidia-smi -L; $PY -c 'import torch, ccq; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'"
 
-# 1. Training step, ours against the authors' code (DESIGN §7's GPU recipe: batch 2, 64x192x192).
+# 1. Training step, ours against the authors' code (the official GPU recipe: batch 2, 64x192x192).
 official=()
 if [[ -n $OFFICIAL ]]; then
     official=(--official-src "$OFFICIAL/network" --official-dodnet-src "$OFFICIAL/a_DynConv")

@@ -1,4 +1,4 @@
-"""Task-specific clean-up of the thresholded masks: the official CCQ rules (DESIGN §5) as a named preset.
+"""Task-specific clean-up of the thresholded masks: the official CCQ rules (docs/architecture.md#inference-and-evaluation) as a named preset.
 
 The official evaluation (``postp_save.py`` of the authors' code) works on label maps on the 1.5 x 0.8 x 0.8 mm grid
 with thresholds in voxels of that grid. Here each rule is data (`TaskRule`) with its thresholds in millilitres and

@@ -1,4 +1,4 @@
-"""The partial-label loss: soft Dice + BCE per output channel, over labeled channels only (DESIGN §3)."""
+"""The partial-label loss: soft Dice + BCE per output channel, over labeled channels only (docs/architecture.md#training)."""
 
 from __future__ import annotations
 

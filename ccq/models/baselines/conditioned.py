@@ -95,7 +95,7 @@ def _norm_film_act(
 
 
 class ConditionedResBlock(nn.Module):
-    """The pre-activation residual block of DESIGN §2 (stride 1) with every normalisation task-modulated."""
+    """The pre-activation residual block of the encoder and decoder (stride 1) with every normalisation task-modulated."""
 
     def __init__(
         self,
@@ -134,7 +134,7 @@ class ConditionedResBlock(nn.Module):
 
 
 class ConditionedDecoder(nn.Module):
-    """The DESIGN §2 decoder (x2 upsampling, skip merge, one residual block per level) whose residual blocks are
+    """The CNN decoder (x2 upsampling, skip merge, one residual block per level) whose residual blocks are
     task-modulated (`TaskAffine`). Skip gates, when the skip mode has them, are not conditioned."""
 
     def __init__(
