@@ -4,11 +4,12 @@
         [--preset official] [--patch 32 96 96] [--repeats 5] [--threads 2] [--channels-last]
         [--no-dodnet] [--device cpu|cuda] [--batch 1] [--precision fp32|bf16] [--json]
 
-The measure (docs/architecture.md#reported-numbers-and-reference-speed): batch 1, input 1x1x32x96x96, `torch.set_num_threads(2)`, one training step =
-forward + loss + backward (no optimizer step), the median of --repeats steps after one warm-up step. The loss
-is the Dice + BCE of docs/architecture.md#training on a random binary target for both channels: for our models the training loss
-itself (`ccq.training.loss.partial_label_loss`, BCE on logits + soft Dice on the sigmoid); for the official
-DoDNet, which also returns logits, the same formula written out here; for the official CCQ, which returns
+The measure (the official reference speed, docs/architecture.md): batch 1, input 1x1x32x96x96,
+`torch.set_num_threads(2)`, one training step = forward + loss + backward (no optimizer step), the median of
+--repeats steps after one warm-up step. The loss is the official Dice + BCE (docs/architecture.md#training) on a
+random binary target for both channels: for our models the training loss itself
+(`ccq.training.loss.partial_label_loss`, BCE on logits + soft Dice on the sigmoid); for the official DoDNet,
+which also returns logits, the same formula written out here; for the official CCQ, which returns
 probabilities, BCE + soft Dice on those (mathematically the same loss). Forward-only time (eval mode,
 no_grad, the inference path) is measured too.
 

@@ -1,4 +1,5 @@
-"""The partial-label loss: soft Dice + BCE per output channel, over labeled channels only (docs/architecture.md#training)."""
+"""The partial-label loss: soft Dice + BCE per output channel, over labeled channels only (the official loss:
+docs/architecture.md#training)."""
 
 from __future__ import annotations
 

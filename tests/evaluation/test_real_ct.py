@@ -1,4 +1,5 @@
-"""`evaluate_folder` on a real CT with TotalSegmentator labels ($CCQ_TEST_DATA/real-ct; skipped when absent): real headers, a label map with
+"""`evaluate_folder` on a real CT with TotalSegmentator labels ($CCQ_TEST_DATA/real-ct; skipped when absent):
+real headers, a label map with
 dozens of values, the working-grid resampling of a full abdomen, and overlays on the real image."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Parameter counts of the official-size presets match the official implementation exactly (docs/architecture.md#the-network)."""
+"""Parameter counts of the official-size presets match the official implementation exactly (the counts:
+docs/architecture.md#the-network)."""
 
 import pytest
 

@@ -95,7 +95,7 @@ def _norm_film_act(
 
 
 class ConditionedResBlock(nn.Module):
-    """The pre-activation residual block of the encoder and decoder (stride 1) with every normalisation task-modulated."""
+    """The pre-activation residual block of the U-Net (stride 1) with every normalisation task-modulated."""
 
     def __init__(
         self,
