@@ -10,13 +10,14 @@ from pathlib import Path
 from ccq.utils.command_line import flag
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvaluateOptions:
-    """What ``ccq evaluate`` was asked (see its --help)."""
+    """What ``ccq evaluate`` was asked (see its --help); the field order is the order of the flags in a printed
+    command line."""
 
+    collection: str | None = flag("--collection", None)
     pred: Path = flag("--pred")
     gt: Path = flag("--gt")
-    collection: str | None = flag("--collection", None)
     task: str | None = flag("--task", None)
     cases: str | None = flag("--cases", None)
     """all, test, train or comma-separated case ids."""

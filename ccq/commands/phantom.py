@@ -12,7 +12,7 @@ DEFAULT_TASKS = ("liver", "kidney", "pancreas", "colon", "spleen")
 """= `ccq.data.phantom.DEFAULT_TASKS` (a test keeps them equal), without importing the phantom generator."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PhantomOptions:
     """What ``ccq phantom`` was asked (see its --help)."""
 

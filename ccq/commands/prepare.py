@@ -10,14 +10,15 @@ from ccq.errors import CCQError
 from ccq.utils.command_line import flag
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PrepareOptions:
-    """What ``ccq prepare`` was asked (see its --help)."""
+    """What ``ccq prepare`` was asked (see its --help); the field order is the order of the flags in a printed
+    command line."""
 
-    out: Path = flag("--out")
     collection: str = flag("--collection", "mots")
     raw: Path | None = flag("--raw", None)
     preprocessing: Path | None = flag("--preprocessing", None)
+    out: Path = flag("--out")
     workers: int = flag("--workers", 1)
     keep_going: bool = flag("--keep-going", False)
     folders: Path | None = flag("--folders", None)

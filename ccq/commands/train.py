@@ -14,22 +14,23 @@ from ccq.utils.command_line import flag
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainOptions:
-    """What ``ccq train`` was asked (see its --help); None: not given (the preset's or the run's value)."""
+    """What ``ccq train`` was asked (see its --help); None: not given (the preset's or the run's value). The
+    field order is the order of the flags in a printed command line."""
 
-    out: Path = flag("--out")
     preset: str | None = flag("--preset", None)
     """Training preset (`ccq.training.config.get_train_preset`): official or demo."""
     config: Path | None = flag("--config", None)
     set_fields: tuple[str, ...] = flag("--set", (), spelling="repeat")
     """KEY=VALUE settings over the preset (`parse_set`)."""
     data: Path | None = flag("--data", None)
+    out: Path = flag("--out")
     resume: bool = flag("--resume", False)
+    seed: int | None = flag("--seed", None)
     iterations: int | None = flag("--iterations", None)
     batch_size: int | None = flag("--batch-size", None)
     lr: float | None = flag("--lr", None)
-    seed: int | None = flag("--seed", None)
     device: str | None = flag("--device", None)
     precision: str | None = flag("--precision", None)
     channels_last: bool | None = flag("--channels-last", None, negative="--no-channels-last")

@@ -36,7 +36,8 @@ CASES = [
         keep_going=True, folders=Path("f.json"), progress=False)),
     ("train", ccq.commands.train, "run_train", TrainOptions(out=Path("run"))),
     ("train", ccq.commands.train, "run_train", TrainOptions(
-        out=Path("run"), preset="demo", config=Path("c.yaml"), set_fields=("model=demo", "sampling.foreground_fraction=0.5"),
+        out=Path("run"), preset="demo", config=Path("c.yaml"),
+        set_fields=("model=demo", "sampling.foreground_fraction=0.5"),
         data=Path("prep"), resume=True, iterations=7, batch_size=3, lr=0.002, seed=4, device="cpu",
         precision="fp32", channels_last=True, compile_model=False, activation_checkpointing=True, num_workers=0,
         progress=False)),
