@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "numpy", "scipy", "monai", "nibabel", "SimpleITK", "safetensors", "typer", "tqdm",
-            "matplotlib", "pyyaml")  # fmt: skip
+PACKAGES = ("torch", "numpy", "scipy", "nibabel", "SimpleITK", "safetensors", "typer", "tqdm", "matplotlib",
+            "pyyaml")  # fmt: skip
 OPTIONAL = {
+    "monai": "the reference HD95 the tests and benchmarks compare with (pip install 'ccq[dev]')",
     "tensorboard": "TensorBoard scalars in training runs (pip install 'ccq[tensorboard]')",
     "onnx": "ccq export --format onnx",
     "onnxruntime": "running exported ONNX models",
