@@ -11,20 +11,15 @@ from typer.testing import CliRunner
 
 from ccq.cli import app
 from ccq.errors import CCQError
+from tests.tiny import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from ccq.checkpoint import save_checkpoint
-    from ccq.data.collection import load_collection
     from ccq.data.preprocessing import PreprocessingConfig
-    from ccq.models import build_model, get_preset
 
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny", num_tasks=7))
-    path = tmp_path_factory.mktemp("cli-export") / "ckpt"
     pre = PreprocessingConfig(spacing=(3.0, 2.5, 2.5), patch_size=(16, 32, 32))
-    return save_checkpoint(path, model, preprocessing=pre, collection=load_collection("mots"))
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("cli-export") / "ckpt", pre)
 
 
 def run(*args: str | Path):
