@@ -21,6 +21,7 @@ from ccq.models.config import ModelConfig
 from ccq.utils.config import from_fields
 
 LR_STEPS = ("epoch", "iteration")
+LR_SCHEDULES = ("poly", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
@@ -53,6 +54,13 @@ class TrainConfig:
     lr_step: str = "epoch"
     """Poly decay stepped once per ``epoch_iterations`` (official: 2500 epochs x 60) or every iteration."""
     epoch_iterations: int = 60
+    lr_schedule: str = "poly"
+    """"poly" (official) or "cosine" (a half cosine to 0, stepped every iteration; `ccq.training.schedule`)."""
+    warmup_iterations: int = 0
+    """Linear LR warm-up over this many iterations, then the decay to 0 (per-iteration schedules only)."""
+    ema_decay: float | None = None
+    """Validate and save an exponential moving average of the weights with this decay (`ccq.training.ema`);
+    None (official) = the trained weights themselves."""
     grad_clip: float | None = None
     """Clip the gradient norm to this value; None (official) = no clipping."""
     max_nonfinite_skips: int = 0
@@ -117,6 +125,9 @@ class TrainConfig:
             ("poly_power", self.poly_power >= 0, "a non-negative number"),
             ("lr_step", self.lr_step in LR_STEPS, f"one of {LR_STEPS}"),
             ("epoch_iterations", self.epoch_iterations >= 1, "a positive integer"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+            ("warmup_iterations", self.warmup_iterations >= 0, "0 or more"),
+            ("ema_decay", self.ema_decay is None or 0 < self.ema_decay < 1, "null or a value in (0, 1)"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "null or a positive number"),
             ("max_nonfinite_skips", self.max_nonfinite_skips >= 0, "0 or more"),
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
@@ -138,6 +149,11 @@ class TrainConfig:
                 raise CCQError(f"train config: {name}={getattr(self, name)!r}: expected {expected}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise CCQError("train config: nesterov=True needs momentum > 0")
+        if self.lr_step == "epoch" and (self.lr_schedule != "poly" or self.warmup_iterations > 0):
+            raise CCQError(
+                f"train config: lr_schedule={self.lr_schedule!r} with warmup_iterations={self.warmup_iterations} "
+                "steps every iteration; set lr_step to 'iteration' (the per-epoch step is the official poly's)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
