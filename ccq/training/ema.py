@@ -55,12 +55,14 @@ class WeightAverage:
             raise ValueError("the EMA and the model have different parameters")
         floats, sources, copies = [], [], []
         for key, target in mine.items():
+            # The tensors themselves, never `.data`: an in-place change must bump their version counters, on which
+            # eval-mode caches are keyed (the standardized conv weights of `ccq.models.layers.WSConv3d`).
             source = theirs[key].detach()
             if target.is_floating_point():
-                floats.append(target.data)
+                floats.append(target)
                 sources.append(source)
             else:
-                copies.append((target.data, source))
+                copies.append((target, source))
         return floats, sources, copies
 
     @torch.no_grad()

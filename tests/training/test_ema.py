@@ -52,6 +52,31 @@ def test_the_average_follows_the_formula_and_copies_integer_buffers() -> None:
         WeightAverage(model, 1.0)
 
 
+def test_an_updated_average_predicts_with_its_new_weights() -> None:
+    """The standardized conv weights are cached in eval mode, keyed on the weights' version counters: an update
+    must bump them, or the average would keep predicting with the weights of its first evaluation."""
+    import copy
+
+    from ccq.models import build_model, get_preset
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("tiny", num_tasks=2)).eval()
+    average = WeightAverage(model, 0.5)
+    x, tasks = torch.randn(1, 1, 16, 32, 32), torch.tensor([0])
+    with torch.inference_mode():
+        before = average.model(x, tasks)  # fills the caches
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5).add_(0.01)
+    average.update(model)
+    fresh = copy.deepcopy(average.model)
+    fresh.load_state_dict(average.model.state_dict())
+    with torch.inference_mode():
+        after, expected = average.model(x, tasks), fresh(x, tasks)
+    assert not torch.allclose(before, after)
+    assert torch.equal(after, expected)
+
+
 def test_a_run_with_ema_validates_and_saves_the_average(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = tiny_config.replace(ema_decay=0.9, tensorboard=False)
