@@ -41,10 +41,10 @@ def test_the_configuration_chooses_the_schedule() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"lr_schedule": "step"}, r"lr_schedule='step': expected one of \('poly', 'cosine'\)"),
-        ({"warmup_iterations": -1}, "warmup_iterations=-1: expected 0 or more"),
-        ({"ema_decay": 1.0}, r"ema_decay=1.0: expected null or a value in \(0, 1\)"),
-        ({"ema_decay": 0}, "ema_decay=0"),
+        ({"lr_schedule": "step"}, r"lr_schedule: expected one of 'poly', 'cosine', got 'step'"),
+        ({"warmup_iterations": -1}, "warmup_iterations: expected 0 or more, got -1"),
+        ({"ema_decay": 1.0}, r"ema_decay: expected null or a value in \(0, 1\), got 1.0"),
+        ({"ema_decay": 0}, "ema_decay: expected null or a value in"),
     ],
 )
 def test_invalid_values_are_named(change, message) -> None:
@@ -53,7 +53,7 @@ def test_invalid_values_are_named(change, message) -> None:
 
 
 def test_per_epoch_steps_are_the_official_poly_only() -> None:
-    with pytest.raises(CCQError, match="set lr_step to 'iteration'"):
+    with pytest.raises(CCQError, match="lr_step: expected 'iteration' with lr_schedule='cosine'"):
         get_train_preset("official").replace(lr_schedule="cosine")
     with pytest.raises(CCQError, match="warmup_iterations=10"):
         get_train_preset("official").replace(warmup_iterations=10)

@@ -61,6 +61,9 @@ def test_set_overrides_any_field_and_nested_ones(tiny_prepared: Path, tmp_path: 
     assert _parse_set(["batch_size=4", "sampling.foreground_fraction=0.5", "grad_clip=null"]) == {
         "batch_size": 4, "sampling": {"foreground_fraction": 0.5}, "grad_clip": None,
     }  # fmt: skip
+    # YAML 1.1 reads 1e-3 (no dot) as a string: a learning rate written so is still a number.
+    assert _parse_set(["lr=1e-3", "weight_decay=+2E-5", "preset=1e3x"]) == {"lr": 0.001, "weight_decay": 2e-05,
+                                                                            "preset": "1e3x"}  # fmt: skip
     out = tmp_path / "run"
     args = ["train", "--preset", "demo", "--data", str(tiny_prepared), "--out", str(out), "--iterations", "1",
             "--set", "model=tiny", "--set", "val_every=0", "--set", "sampling.foreground_fraction=0.25",
