@@ -22,8 +22,9 @@ def train(
                      "run's recorded one.", show_default=False),
     ] = None,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="Training preset: official or demo [default: official].",
-                                 show_default=False)
+        str | None, typer.Option("--preset", help="Training preset (optimizer, schedule, iterations, sampling, and "
+                                 "the model preset it trains, which --set model=NAME changes; `ccq summary --preset` "
+                                 "names a model preset): official or demo (default: official).", show_default=False)
     ] = None,
     config: Annotated[
         Path | None,
