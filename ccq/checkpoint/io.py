@@ -26,6 +26,8 @@ from ccq.checkpoint.swap import recover_interrupted as _recover_interrupted
 from ccq.checkpoint.swap import remove_stale_siblings as _remove_stale_siblings
 from ccq.checkpoint.swap import swap_in as _swap_in
 from ccq.checkpoint.weights import check_state_dict, check_values
+from ccq.checkpoint.weights import tensors_for_saving as _tensors_for_saving
+from ccq.checkpoint.weights import unwrap_model as _unwrap
 from ccq.errors import CCQError
 from ccq.utils import fs
 
@@ -175,46 +177,6 @@ def _ccq_version() -> str:
     from ccq._version import __version__
 
     return __version__
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare model inside DistributedDataParallel / DataParallel / torch.compile wrappers.
-
-    Their state-dict keys carry `module.` / `_orig_mod.` prefixes that the rebuilt model would not have.
-    """
-    import torch
-
-    while True:
-        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-            model = model.module
-            continue
-        inner = getattr(model, "_orig_mod", None)
-        if isinstance(inner, torch.nn.Module):
-            model = inner
-            continue
-        return model
-
-
-def _tensors_for_saving(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """CPU, contiguous tensors with no two sharing memory (safetensors refuses shared or strided storage)."""
-    import torch
-
-    out: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"save_checkpoint: state-dict entry {key!r} is a {type(value).__name__}, not a tensor")
-        tensor = value.detach().to("cpu").contiguous()
-        ptr = tensor.untyped_storage().data_ptr()
-        if ptr in seen:
-            # Tied weights or views of one buffer: each gets its own copy; loading restores the tie because
-            # load_state_dict copies into the module's (shared) parameters.
-            tensor = tensor.clone()
-            ptr = tensor.untyped_storage().data_ptr()
-        if tensor.numel():
-            seen.add(ptr)
-        out[key] = tensor
-    return out
 
 
 def check_replaceable(path: str | os.PathLike[str]) -> None:
