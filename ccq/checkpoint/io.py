@@ -38,22 +38,6 @@ if TYPE_CHECKING:
     from ccq.data.preprocessing import PreprocessingConfig
     from ccq.models.config import ModelConfig
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "FORMAT_VERSION",
-    "META_NAME",
-    "WEIGHTS_NAME",
-    "CheckpointMeta",
-    "LoadedCheckpoint",
-    "check_replaceable",
-    "copy_checkpoint",
-    "is_checkpoint_dir",
-    "load_checkpoint",
-    "read_checkpoint_meta",
-    "resolve_model_path",
-    "save_checkpoint",
-]
-
 CHECKPOINT_FORMAT = "ccq-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"

@@ -22,6 +22,21 @@ from ccq.models.weighting import QueriesToMap, QueryWeighting
 Builder = Callable[[ModelConfig], nn.Module]
 
 
+def _head_arguments(c: ModelConfig) -> tuple:
+    """The positional arguments of both dynamic heads: F's channels, tasks, decoder channels, head width, two
+    outputs (organ, tumor; CCQ's branches), norm groups, activation, slope."""
+    return (
+        c.encoder_channels[-1],
+        c.num_tasks,
+        c.decoder_channels[-1],
+        c.head_channels,
+        2,
+        c.norm_groups,
+        c.activation,
+        c.negative_slope,
+    )
+
+
 def build_ccq(c: ModelConfig) -> CCQNet:
     """The CCQ network of the paper (Fig. 2): encoder, image transformer, queries, weighting, decoder, head."""
     # Encoder and decoder first: the order of construction fixes which random numbers initialise which weights.
@@ -37,16 +52,7 @@ def build_ccq(c: ModelConfig) -> CCQNet:
         weighting=QueryWeighting(c.dim),
         to_map=QueriesToMap(c.num_queries, c.dim, c.bottleneck_size, c.encoder_channels[-2]),
         decoder=decoder,
-        head=BranchedDynamicHead(
-            c.encoder_channels[-1],
-            c.num_tasks,
-            c.decoder_channels[-1],
-            c.head_channels,
-            2,
-            c.norm_groups,
-            c.activation,
-            c.negative_slope,
-        ),
+        head=BranchedDynamicHead(*_head_arguments(c)),
         num_tasks=c.num_tasks,
         num_tokens=c.num_tokens,
         dim=c.dim,
@@ -58,16 +64,7 @@ def build_dodnet(c: ModelConfig) -> DoDNet:
     encoder = build_encoder(c)
     decoder = build_decoder(c)
     transformer = build_image_transformer(c, class_token=False) if c.image_transformer else None
-    head = DynamicHead(
-        c.encoder_channels[-1],
-        c.num_tasks,
-        c.decoder_channels[-1],
-        c.head_channels,
-        2,
-        c.norm_groups,
-        c.activation,
-        c.negative_slope,
-    )
+    head = DynamicHead(*_head_arguments(c))
     return DoDNet(encoder, decoder, head, c.num_tasks, transformer, c.num_tokens, c.dim)
 
 
