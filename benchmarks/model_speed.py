@@ -192,9 +192,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.synchronize()
         gpu_build = torch.cuda.memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
-    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
 
     def sync() -> None:
         if cuda:

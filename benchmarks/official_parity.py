@@ -96,9 +96,7 @@ def save_like_official(model: torch.nn.Module, path: Path) -> None:
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
 
 
-def ours_from_official_file(
-    pth: Path, patch: tuple[int, int, int], workdir: Path
-) -> tuple[torch.nn.Module, str]:
+def ours_from_official_file(pth: Path, patch: tuple[int, int, int], workdir: Path) -> tuple[torch.nn.Module, str]:
     """Our model loaded from an official .pth, through the checkpoint format when it exists."""
     from ccq.models import build_model, get_preset
     from ccq.models.official import convert_official_state_dict
@@ -198,8 +196,7 @@ def run(args: argparse.Namespace) -> int:
             d = max_diff(a, b)
             worst[label] = max(worst[label], d["both"])
             print(
-                f"  {label} official vs ours: organ max_abs_diff={d['organ']:.3e} "
-                f"tumor max_abs_diff={d['tumor']:.3e}"
+                f"  {label} official vs ours: organ max_abs_diff={d['organ']:.3e} tumor max_abs_diff={d['tumor']:.3e}"
             )
         # The official model's own float32 error (against itself in float64): the rounding noise floor.
         floor, own = max_diff(off32, off64), max_diff(ours32, off64)

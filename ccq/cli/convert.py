@@ -29,12 +29,8 @@ def convert_official(
             show_default=False,
         ),
     ],
-    out: Annotated[
-        Path, typer.Argument(help="ccq checkpoint directory to write.", metavar="OUT", show_default=False)
-    ],
-    preset: Annotated[
-        str, typer.Option(help="Model preset of the weights (official, dodnet, ...).")
-    ] = "official",
+    out: Annotated[Path, typer.Argument(help="ccq checkpoint directory to write.", metavar="OUT", show_default=False)],
+    preset: Annotated[str, typer.Option(help="Model preset of the weights (official, dodnet, ...).")] = "official",
     patch: Annotated[
         tuple[int, int, int],
         typer.Option(help="Patch size D H W the model was trained with; it sizes the positional embedding."),
@@ -42,9 +38,7 @@ def convert_official(
     collection: Annotated[
         str, typer.Option(help="Task collection the weights were trained on: 'mots' or a collection file.")
     ] = "mots",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace OUT if it is already a checkpoint.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it is already a checkpoint.")] = False,
 ) -> None:
     """Convert an official CCQ (or DoDNet) checkpoint to a ccq checkpoint directory (safetensors + JSON).
 
@@ -87,9 +81,7 @@ def convert_official(
             extra={"converted_from": checkpoint.name, "converted_sha256": _sha256(checkpoint)},
         )
     except OSError as err:
-        raise CCQError(
-            f"{out}: cannot be written ({err.strerror or err}); expected a writable location"
-        ) from err
+        raise CCQError(f"{out}: cannot be written ({err.strerror or err}); expected a writable location") from err
     params = sum(p.numel() for p in model.parameters())
     typer.echo(
         f"converted {len(converted)} tensors ({params:,} parameters) from {checkpoint} "
@@ -129,9 +121,7 @@ def load_official_state_dict(path: Path) -> dict[str, Any]:
         )
     not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise CCQError(
-            f"{path}: entries {not_tensors[:10]} are not tensors; expected a state dict of tensors"
-        )
+        raise CCQError(f"{path}: entries {not_tensors[:10]} are not tensors; expected a state dict of tensors")
     return dict(obj)
 
 

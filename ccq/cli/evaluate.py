@@ -11,44 +11,67 @@ import typer
 def evaluate(
     pred: Annotated[
         Path,
-        typer.Option("--pred", "-p", help="Predictions: PRED/CASE/TASK.nii.gz (as `ccq predict` writes them) or, "
-                     "with --task, PRED/CASE.nii.gz.", show_default=False),
+        typer.Option(
+            "--pred",
+            "-p",
+            help="Predictions: PRED/CASE/TASK.nii.gz (as `ccq predict` writes them) or, with --task, PRED/CASE.nii.gz.",
+            show_default=False,
+        ),
     ],
     gt: Annotated[
         Path,
-        typer.Option("--gt", "-g", help="Ground truth: a folder of label maps GT/CASE.nii.gz (with --task), a "
-                     "dataset folder, the raw root of the collection's datasets, or a prepared folder.",
-                     show_default=False),
+        typer.Option(
+            "--gt",
+            "-g",
+            help="Ground truth: a folder of label maps GT/CASE.nii.gz (with --task), a "
+            "dataset folder, the raw root of the collection's datasets, or a prepared folder.",
+            show_default=False,
+        ),
     ],
     task: Annotated[
         str | None,
-        typer.Option("--task", "-t", help="Evaluate this task only; default: every task of the collection.",
-                     show_default=False),
+        typer.Option(
+            "--task", "-t", help="Evaluate this task only; default: every task of the collection.", show_default=False
+        ),
     ] = None,
     collection: Annotated[
         str | None,
-        typer.Option("--collection", help="'mots' or a collection file; default mots (a prepared folder's own).",
-                     show_default=False),
+        typer.Option(
+            "--collection",
+            help="'mots' or a collection file; default mots (a prepared folder's own).",
+            show_default=False,
+        ),
     ] = None,
     definition: Annotated[
         str,
-        typer.Option("--definition", help="mots: the paper's Dice (+1) and MedPy HD95 in voxels of the working "
-                     "grid; standard: plain Dice and MONAI's HD95 in mm on the native grid, empty masks as NaN."),
+        typer.Option(
+            "--definition",
+            help="mots: the paper's Dice (+1) and MedPy HD95 in voxels of the working "
+            "grid; standard: plain Dice and MONAI's HD95 in mm on the native grid, empty masks as NaN.",
+        ),
     ] = "mots",
     spacing: Annotated[
         tuple[float, float, float] | None,
-        typer.Option("--spacing", help="Working grid of the mots definition, z y x mm (default 1.5 0.8 0.8, or "
-                     "the prepared folder's).", show_default=False),
+        typer.Option(
+            "--spacing",
+            help="Working grid of the mots definition, z y x mm (default 1.5 0.8 0.8, or the prepared folder's).",
+            show_default=False,
+        ),
     ] = None,
     cases: Annotated[
         str | None,
-        typer.Option("--cases", help="all, test, train (the collection's split) or a comma-separated list of "
-                     "case ids (default: all with --task, else test).", show_default=False),
+        typer.Option(
+            "--cases",
+            help="all, test, train (the collection's split) or a comma-separated list of "
+            "case ids (default: all with --task, else test).",
+            show_default=False,
+        ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder for summary.json, cases.csv, table.md (default: --pred).",
-                     show_default=False),
+        typer.Option(
+            "--out", "-o", help="Folder for summary.json, cases.csv, table.md (default: --pred).", show_default=False
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier evaluation's files.")] = False,
     compare_paper: Annotated[
@@ -56,13 +79,17 @@ def evaluate(
     ] = False,
     overlays: Annotated[
         bool,
-        typer.Option("--overlays", help="Also write PNGs (CT, prediction and ground-truth outlines) to "
-                     "OUT/overlays/CASE/TASK/."),
+        typer.Option(
+            "--overlays", help="Also write PNGs (CT, prediction and ground-truth outlines) to OUT/overlays/CASE/TASK/."
+        ),
     ] = False,
     images: Annotated[
         Path | None,
-        typer.Option("--images", help="CTs for --overlays: IMAGES/CASE.nii.gz or CASE_0000.nii.gz (default: the "
-                     "raw dataset's imagesTr/).", show_default=False),
+        typer.Option(
+            "--images",
+            help="CTs for --overlays: IMAGES/CASE.nii.gz or CASE_0000.nii.gz (default: the raw dataset's imagesTr/).",
+            show_default=False,
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:

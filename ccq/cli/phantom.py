@@ -25,9 +25,7 @@ def phantom(
     test_cases: Annotated[
         int, typer.Option("--test-cases", min=0, help="Cases per task held out in the test list.")
     ] = 2,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Random seed: the same seed writes the same files.")
-    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same files.")] = 0,
     tasks: Annotated[
         str,
         typer.Option(

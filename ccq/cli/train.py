@@ -13,23 +13,35 @@ _RESUME_HELP = "Continue the run in --out from its last/ checkpoint (exactly: op
 def train(
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Run folder to create (new or empty), or to continue with --resume.",
-                     show_default=False),
+        typer.Option(
+            "--out", "-o", help="Run folder to create (new or empty), or to continue with --resume.", show_default=False
+        ),
     ],
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Prepared folder (written by `ccq prepare`); with --resume, default: the "
-                     "run's recorded one.", show_default=False),
+        typer.Option(
+            "--data",
+            help="Prepared folder (written by `ccq prepare`); with --resume, default: the run's recorded one.",
+            show_default=False,
+        ),
     ] = None,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="Training preset (optimizer, schedule, iterations, sampling, and "
-                                 "the model preset it trains, which --set model=NAME changes; `ccq summary --preset` "
-                                 "names a model preset): official or demo (default: official).", show_default=False)
+        str | None,
+        typer.Option(
+            "--preset",
+            help="Training preset (optimizer, schedule, iterations, sampling, and "
+            "the model preset it trains, which --set model=NAME changes; `ccq summary --preset` "
+            "names a model preset): official or demo (default: official).",
+            show_default=False,
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="JSON/YAML file of training settings applied over the preset "
-                     "(a run's config.json works too).", show_default=False),
+        typer.Option(
+            "--config",
+            help="JSON/YAML file of training settings applied over the preset (a run's config.json works too).",
+            show_default=False,
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
     iterations: Annotated[
@@ -45,8 +57,9 @@ def train(
     ] = None,
     precision: Annotated[
         str | None,
-        typer.Option("--precision", help="auto (bf16 on CUDA, else fp32), fp32, bf16 or fp16 (CUDA).",
-                     show_default=False),
+        typer.Option(
+            "--precision", help="auto (bf16 on CUDA, else fp32), fp32, bf16 or fp16 (CUDA).", show_default=False
+        ),
     ] = None,
     channels_last: Annotated[
         bool | None,
@@ -57,17 +70,23 @@ def train(
     ] = None,
     activation_checkpointing: Annotated[
         bool | None,
-        typer.Option("--activation-checkpointing/--no-activation-checkpointing",
-                     help="Recompute encoder/decoder activations in backward (less memory, slower).",
-                     show_default=False),
+        typer.Option(
+            "--activation-checkpointing/--no-activation-checkpointing",
+            help="Recompute encoder/decoder activations in backward (less memory, slower).",
+            show_default=False,
+        ),
     ] = None,
     num_workers: Annotated[
         int | None, typer.Option("--num-workers", min=0, help="Data loader processes.", show_default=False)
     ] = None,
     set_fields: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any training setting, KEY=VALUE (repeatable; a.b=VALUE for nested ones, "
-                     "e.g. sampling.foreground_fraction=0.5).", show_default=False),
+        typer.Option(
+            "--set",
+            help="Any training setting, KEY=VALUE (repeatable; a.b=VALUE for nested ones, "
+            "e.g. sampling.foreground_fraction=0.5).",
+            show_default=False,
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:

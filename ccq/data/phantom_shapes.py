@@ -70,9 +70,7 @@ def ellipsoid(
     if rng is not None:
         k = rng.normal(0.0, 2.0, size=(2, 3)).astype(np.float32)
         phase = rng.uniform(0, 2 * np.pi, size=2).astype(np.float32)
-        threshold = 1.0 + wobble / 2 * sum(
-            np.sin(k[i, 0] * u + k[i, 1] * v + k[i, 2] * w + phase[i]) for i in range(2)
-        )
+        threshold = 1.0 + wobble / 2 * sum(np.sin(k[i, 0] * u + k[i, 1] * v + k[i, 2] * w + phase[i]) for i in range(2))
     mask = np.zeros(grid.shape, bool)
     mask[box] = f < threshold
     return mask

@@ -75,7 +75,9 @@ PRESETS: dict[str, Mapping[str, TaskRule]] = {
     "official": {
         "liver": _ORGAN_THEN_SMALL_TUMORS,
         "kidney": TaskRule(
-            largest_tumor_max_distance_mm=200 * _VOXEL_MM, organ_components=2, tumor_within_organ=True,
+            largest_tumor_max_distance_mm=200 * _VOXEL_MM,
+            organ_components=2,
+            tumor_within_organ=True,
             tumor_components=1,
         ),  # fmt: skip
         "hepatic_vessel": TaskRule(

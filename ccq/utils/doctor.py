@@ -106,10 +106,15 @@ def report(path: str | Path = ".") -> dict[str, Any]:
         "packages": packages,
         "torch_cuda": torch.version.cuda,
         "devices": _devices(torch),
-        "threads": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},  # fmt: skip
-        "memory_gib": {"total": None if total is None else round(total, 1),
-                       "available": None if available is None else round(available, 1)},  # fmt: skip
+        "threads": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },  # fmt: skip
+        "memory_gib": {
+            "total": None if total is None else round(total, 1),
+            "available": None if available is None else round(available, 1),
+        },  # fmt: skip
         "disk": {"path": str(target.resolve()), "free_gib": round(disk.free / 2**30, 1)},
         "features": [{"name": f.name, "ready": f.ready, "detail": f.detail} for f in features(torch, packages)],
     }

@@ -40,8 +40,9 @@ def test_export_writes_the_model_and_its_description_and_respects_existing_files
     try:
         out = tmp_path / "kidney.pt"
         out.write_bytes(b"someone's file")
-        assert "kidney.pt already exists; pass --overwrite" in refusal(run("--model", checkpoint, "-o", out,
-                                                                           "--task", "kidney"))
+        assert "kidney.pt already exists; pass --overwrite" in refusal(
+            run("--model", checkpoint, "-o", out, "--task", "kidney")
+        )
         assert out.read_bytes() == b"someone's file"
         result = run("--model", checkpoint, "-o", out, "--task", "kidney", "--format", "torchscript", "--overwrite")
         assert result.exit_code == 0, result.output

@@ -32,7 +32,12 @@ def tiny_config():
     from ccq.training.config import get_train_preset
 
     return get_train_preset("demo").replace(
-        model="tiny", model_overrides={}, iterations=4, val_every=2, save_every=2, log_every=1,
+        model="tiny",
+        model_overrides={},
+        iterations=4,
+        val_every=2,
+        save_every=2,
+        log_every=1,
         val_batch_size=4,
     )
 
