@@ -294,6 +294,7 @@ def prepare_collection(
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = PrepareSummary(out_dir=out_dir)
     try:
+        preprocessing.check_tasks(collection.task_names, "preprocessing")
         _check_compatible(out_dir, collection, preprocessing)
         cache.remove_temporaries(out_dir)
         jobs = _plan(collection, raw_root, summary, keep_going)
