@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ccq.data.grid import CANONICAL_AXES, Grid, check_axes
@@ -130,3 +131,33 @@ def official_data_path(
         axes=OFFICIAL_MSD_GRID.axes,
         task_grids={name: OFFICIAL_KIDNEY_GRIDS[code] for name in kidney},
     )
+
+
+def load_preprocessing(path: str | Path, what: str = "--preprocessing") -> PreprocessingConfig:
+    """A preprocessing from a JSON/YAML file of `PreprocessingConfig` fields, or from a checkpoint folder (the
+    ``preprocessing`` of its checkpoint.json: the grids a model works on); every problem is one line naming it."""
+    from ccq import limits
+    from ccq.data.collection_io import parse_collection_text
+    from ccq.errors import CCQError
+
+    path = Path(path).expanduser()
+    meta = path / "checkpoint.json"
+    if path.is_dir() and meta.is_file():
+        data = limits.parse_json(limits.read_text(meta), str(meta), "expected a checkpoint.json")
+        data = data.get("preprocessing") if isinstance(data, dict) else None
+        path = meta
+    elif not path.is_file():
+        raise CCQError(
+            f"{what} {path}: no such file; expected a JSON or YAML PreprocessingConfig (or a checkpoint folder)"
+        )
+    else:
+        suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
+        data = parse_collection_text(limits.read_text(path), suffix, str(path))
+    if not isinstance(data, dict):
+        raise CCQError(f"{path}: expected a mapping of PreprocessingConfig fields (spacing, hu_min ...)")
+    try:
+        config = PreprocessingConfig.from_dict(data)
+    except CCQError as err:
+        raise CCQError(f"{path}: {err}") from None
+    limits.check_preprocessing(config, str(path))
+    return config
