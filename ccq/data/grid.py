@@ -137,11 +137,21 @@ class Oriented:
     """4x4 (D, H, W) index -> world (RAS mm) affine of the reoriented input."""
 
 
-def oriented(info: CanonicalInfo, axes: str) -> Oriented:
-    """The shape, spacing and affine of the input reoriented to ``axes`` (from its canonical info)."""
+SAME_SPACING = 1e-6
+"""Relative difference below which an input's spacing counts as the grid's own (NIfTI stores voxel sizes as float32,
+so a file written at 0.76 mm reads back as 0.7599999904...): resampling is then the identity, exactly."""
+
+
+def oriented(info: CanonicalInfo, grid: Grid) -> Oriented:
+    """The shape, spacing and affine of the input reoriented to ``grid``'s axes (from its canonical info); a
+    spacing within `SAME_SPACING` of the grid's is taken as the grid's."""
+    axes = grid.axes
     source_of = np.argsort(_transform(CANONICAL_AXES, axes)[:, 0])
     shape = tuple(int(info.shape[s]) for s in source_of)
-    spacing = tuple(float(info.spacing[s]) for s in source_of)
+    spacing = tuple(
+        t if abs(float(info.spacing[s]) - t) <= SAME_SPACING * t else float(info.spacing[s])
+        for s, t in zip(source_of, grid.spacing, strict=True)
+    )
     affine = np.asarray(info.affine, dtype=np.float64)
     if axes != CANONICAL_AXES:
         affine = affine @ nio.inv_ornt_aff(_transform(CANONICAL_AXES, axes), info.shape)
@@ -153,7 +163,7 @@ def oriented(info: CanonicalInfo, axes: str) -> Oriented:
 
 def check_size(info: CanonicalInfo, grid: Grid, where: str) -> None:
     """Before resampling: the working grid's size within `ccq.limits` (`ccq.limits.check_grid`)."""
-    src = oriented(info, grid.axes)
+    src = oriented(info, grid)
     limits.check_grid(src.shape, src.spacing, grid.spacing, where)
 
 
@@ -162,20 +172,20 @@ def to_working(
 ) -> np.ndarray:
     """A canonical ``[..., z, y, x]`` array on the working grid ``[..., D, H, W]`` (`ccq.data.geometry.resample`
     in the grid's axis order; ``shape`` as there). Callers check the size first (`check_size`)."""
-    src = oriented(info, grid.axes)
+    src = oriented(info, grid)
     return geometry.resample(orient(canonical, grid.axes), src.spacing, grid.spacing, order=order, shape=shape)
 
 
 def working_affine(info: CanonicalInfo, grid: Grid) -> np.ndarray:
     """The working grid's 4x4 (D, H, W) index -> world (RAS mm) affine."""
-    src = oriented(info, grid.axes)
+    src = oriented(info, grid)
     return geometry.affine_after_resample(src.affine, src.spacing, grid.spacing)
 
 
 def to_input_grid(array: np.ndarray, info: CanonicalInfo, grid: Grid, *, order: int) -> np.ndarray:
     """Map a working-grid array ``[..., D, H, W]`` back onto the input file's exact voxel grid (its voxel order and
     shape); order 0 for label maps, 1 for probabilities. Inverse of `to_working` up to interpolation."""
-    src = oriented(info, grid.axes)
+    src = oriented(info, grid)
     back = geometry.resample(array, grid.spacing, src.spacing, order=order, shape=src.shape)
     return geometry.from_canonical(np.ascontiguousarray(unorient(back, grid.axes)), info)
 

@@ -233,7 +233,7 @@ def load_case(source: CaseSource, definition: str, spacing: Sequence[float] | Gr
     canon_pred, info = geometry.to_canonical(pred, gt_affine)
     canon_gt, _ = geometry.to_canonical(gt, gt_affine)
     canon_scored, _ = geometry.to_canonical(scored, gt_affine)
-    src = working.oriented(info, grid.axes)
+    src = working.oriented(info, grid)
     limits.check_grid(src.shape, src.spacing, grid.spacing, f"case {case}: ground truth {source.gt}")
     (p, g), _ = resample_cropped(
         [working.orient(canon_pred, grid.axes), working.orient(canon_gt, grid.axes)], src.spacing, grid.spacing,
@@ -255,7 +255,7 @@ def _load_prepared(source: CaseSource, definition: str, pred: np.ndarray, pred_a
     canon_pred, info = geometry.to_canonical(pred, np.asarray(entry["original_affine"]))
     oriented_pred = working.orient(canon_pred, grid.axes)
     gt_scored = scored_voxels(source.task, gt)
-    (p,), box = resample_cropped([oriented_pred], working.oriented(info, grid.axes).spacing, spacing,
+    (p,), box = resample_cropped([oriented_pred], working.oriented(info, grid).spacing, spacing,
                                  shape=gt.shape, mask=scored_voxels(source.task, oriented_pred),
                                  extra=union_box(gt_scored, gt_scored, margin=0))  # fmt: skip
     g = np.ascontiguousarray(gt[box]) if box is not None else np.zeros((1, 1, 1), dtype=gt.dtype)

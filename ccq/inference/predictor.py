@@ -308,7 +308,7 @@ class Predictor:
         slabs of output slices are resampled in-plane and thresholded one after another; only the mask (1 byte a
         voxel) is reoriented into the file's voxel order."""
         grid = self.preprocessing.default_grid if grid is None else grid
-        src = working.oriented(info, grid.axes)  # the input's voxels on the grid's axes, before resampling
+        src = working.oriented(info, grid)  # the input's voxels on the grid's axes, before resampling
         spacing, (z, y, x) = grid.spacing, src.shape
         slices = geometry.resample(
             probs.float().numpy(), spacing, (src.spacing[0], *spacing[1:]), order=1, shape=(z, *probs.shape[1:])
