@@ -99,6 +99,14 @@ def network_input(path: Path, task_id: int, crop: tuple[int, int, int] = (64, 19
     return image.astype(np.float32)[0]
 
 
+def network_label(path: Path, task_id: int) -> np.ndarray:
+    """A prepared label map in the network's [D, H, W] order (the transposes of `network_input`, no padding)."""
+    label = _load(path)
+    if task_id == KIDNEY:
+        label = label.transpose((1, 2, 0))
+    return label.transpose((2, 0, 1))
+
+
 def to_file_order(array: np.ndarray, task_id: int) -> np.ndarray:
     """A network-order [..., D, H, W] array back in the prepared file's voxel order, as evaluate.py saves its
     predictions (MSD: transposed (H, W, D); kidney: as it is)."""
