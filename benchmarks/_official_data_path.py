@@ -12,6 +12,8 @@ For each case (already on the official working grid, which is one patch, so neit
    of the authors' network in float32, and evaluate.py's transpose back to the file's voxel order;
 4. the two are compared: max abs difference per channel; the parity criterion is ``--tolerance`` (2e-3: ccq
    stores float16 probabilities, a step of 2^-11 near 0.5).
+
+The facts this relies on, and how each was checked: docs/official-data-path.md.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class PrepareSummary:
 OFFICIAL_FOLDERS = {0: "0Liver", 1: "1Kidney/origin", 2: "2HepaticVessel", 3: "3Pancreas", 4: "4Colon", 5: "5Lung",
                     6: "6Spleen"}  # fmt: skip
 """The folders of the authors' prepared MOTS tree (``0123456_spacing_same/``, written by the official
-re_spacing.py), by task id: MSD-style ``imagesTr/``+``labelsTr/``, KiTS19 case folders under ``1Kidney/origin/``."""
+re_spacing.py), by task id: MSD-style ``imagesTr/``+``labelsTr/``, KiTS19 case folders under ``1Kidney/origin/``
+(docs/official-data-path.md, fact 13)."""
 OFFICIAL_FOLDERS_NAME = "official"
 """``--folders official``: the `OFFICIAL_FOLDERS` of the collection's tasks (a file of that name takes precedence)."""
 
