@@ -5,7 +5,7 @@ For each case (already on the official working grid, which is one patch, so neit
 
 1. the official network (random weights, seeded) is saved as a DDP ``.pth`` and converted by ccq's converter
    (`ccq.checkpoint.official.convert_official_checkpoint`, what ``ccq convert-official`` runs: official grids);
-2. ``ccq predict --no-tta --postprocess none --save-probabilities`` (`ccq.inference.batch.run_predict`) writes
+2. ``ccq predict --no-tta --postprocess none --save-probabilities`` (`ccq.inference.runner.run_predict`) writes
    float16 probabilities on the CT's voxels;
 3. the official path: re_spacing.py's resampling (nothing to do here), the dataset's transposes and HU window
    (tests/data/official_path.py, the tests' independent re-implementation of the authors' scripts), one forward
@@ -46,7 +46,7 @@ def run_data_path(unet3d: type[torch.nn.Module], patch: tuple[int, int, int], se
     sys.path.insert(0, str(ROOT))  # tests.data.official_path
     from ccq.checkpoint.official import ConvertOptions, convert_official_checkpoint
     from ccq.data.collection import load_collection
-    from ccq.inference.batch import PredictOptions, run_predict
+    from ccq.inference.runner import PredictOptions, run_predict
     from tests.data import official_path as official
 
     torch.manual_seed(seed)

@@ -105,3 +105,19 @@ def test_a_prepared_folder_written_before_per_task_grids_scores_as_before(tree: 
     after = evaluate_folder(tree.pred, new, cases="all", write=False)
     assert before["cases"] == after["cases"] and "grids" not in before and "grids" not in after
     assert before["spacing"] == list(WORKING)
+
+
+def test_scoring_prepared_cases_says_each_tasks_grid(prepared: Path) -> None:
+    """Training validation and reproduce score prepared cases through `ccq.evaluation.prepared`: each case on its
+    own working grid (its prepared array), and the summary names the grids as ``ccq evaluate`` does."""
+    from ccq.data.cache import PreparedDataset
+    from ccq.evaluation.prepared import prepared_summary, score_prepared_cases
+    from tests.evaluation.test_prepared import Threshold
+
+    dataset = PreparedDataset(prepared)
+    entries = dataset.cases()
+    results = score_prepared_cases(Threshold(), dataset, entries, hd95=False, patch_size=(16, 32, 32))
+    summary = prepared_summary(results, dataset, definition="mots", sources={})
+    assert {e["task"] for e in entries} >= {"liver", "spleen"}
+    assert summary["grids"]["liver"] == LIVER_GRID.to_dict()
+    assert summary["grids"]["spleen"] == Grid(spacing=WORKING).to_dict()

@@ -15,7 +15,7 @@ from ccq.checkpoint import load_checkpoint, save_checkpoint
 from ccq.data.collection import load_collection
 from ccq.data.grid import Grid
 from ccq.data.preprocessing import PreprocessingConfig
-from ccq.inference.batch import PredictOptions, run_predict
+from ccq.inference.runner import PredictOptions, run_predict
 from tests.inference.test_predict import AFFINES, ct, expected_liver, threshold_predictor, write
 
 # The default grid swaps H and W with respect to ccq's canonical axes (as the official MSD path does); kidney has
