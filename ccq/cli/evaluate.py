@@ -58,6 +58,12 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    preprocessing: Annotated[
+        Path | None,
+        typer.Option("--preprocessing", help="Score each task of the mots definition on its own working grid, as a "
+                     "model works on it: a checkpoint folder (e.g. a converted official one) or a preprocessing "
+                     "JSON/YAML file; instead of --spacing.", show_default=False),
+    ] = None,
     cases: Annotated[
         str | None,
         typer.Option(
@@ -102,7 +108,7 @@ def evaluate(
 
     options = EvaluateOptions(
         pred=pred, gt=gt, collection=collection, task=task, cases=cases, definition=definition,
-        spacing=None if spacing is None else tuple(spacing), out=out, overwrite=overwrite,
-        compare_paper=compare_paper, overlays=overlays, images=images, progress=progress,
+        spacing=None if spacing is None else tuple(spacing), preprocessing=preprocessing, out=out,
+        overwrite=overwrite, compare_paper=compare_paper, overlays=overlays, images=images, progress=progress,
     )  # fmt: skip
     run_evaluate(options, echo=typer.echo)

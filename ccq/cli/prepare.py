@@ -33,7 +33,8 @@ def prepare(
         Path | None,
         typer.Option(
             "--folders",
-            help="JSON/YAML mapping task name -> folder, for datasets whose folder names differ.",
+            help="JSON/YAML mapping task name -> folder, for datasets whose folder names differ; 'official': "
+            "the authors' prepared MOTS folder (0123456_spacing_same: 0Liver, 1Kidney/origin, ...).",
             show_default=False,
         ),
     ] = None,
@@ -41,7 +42,8 @@ def prepare(
         Path | None,
         typer.Option(
             "--preprocessing",
-            help="JSON/YAML PreprocessingConfig (spacing, HU window ...); default: the official preset.",
+            help="JSON/YAML PreprocessingConfig (spacing, HU window, per-task grids ...), or a checkpoint folder "
+            "(the grids its model works on); default: the paper's (1.5 x 0.8 x 0.8 mm for every task).",
             show_default=False,
         ),
     ] = None,

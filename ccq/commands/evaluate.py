@@ -23,6 +23,8 @@ class EvaluateOptions:
     """all, test, train or comma-separated case ids."""
     definition: str = flag("--definition", "mots")
     spacing: tuple[float, float, float] | None = flag("--spacing", None, spelling="spread")
+    preprocessing: Path | None = flag("--preprocessing", None)
+    """Score each task on its own working grid: a checkpoint folder or a preprocessing file (instead of spacing)."""
     out: Path | None = flag("--out", None)
     overwrite: bool = flag("--overwrite", False)
     compare_paper: bool = flag("--compare-paper", False)
@@ -46,8 +48,8 @@ def run_evaluate(options: EvaluateOptions, echo: Callable[..., None] = print) ->
         selection = [c.strip() for c in o.cases.split(",") if c.strip()]
     summary = evaluate_folder(
         o.pred, o.gt, task=o.task, collection=o.collection, definition=o.definition, spacing=spacing,
-        cases=selection, out=o.out, overwrite=o.overwrite, compare_paper=o.compare_paper, overlays=o.overlays,
-        images=o.images, progress=o.progress, echo=echo,
+        preprocessing=o.preprocessing, cases=selection, out=o.out, overwrite=o.overwrite,
+        compare_paper=o.compare_paper, overlays=o.overlays, images=o.images, progress=o.progress, echo=echo,
     )  # fmt: skip
     echo(format_summary(summary))
     where = o.pred if o.out is None else o.out

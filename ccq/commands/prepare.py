@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccq.errors import CCQError
 from ccq.utils.command_line import flag
 
 
@@ -35,7 +34,7 @@ def run_prepare(options: PrepareOptions, echo: Callable[..., None] = print):
     o = options
     tasks = load_collection(o.collection)
     config = OFFICIAL_PREPROCESSING if o.preprocessing is None else read_preprocessing_file(o.preprocessing)
-    mapping = None if o.folders is None else read_folders_file(o.folders)
+    mapping = None if o.folders is None else read_folders_file(o.folders, tasks)
     summary = prepare_collection(
         tasks, o.raw, o.out, config, workers=o.workers, keep_going=o.keep_going, folders=mapping,
         progress=o.progress,
@@ -45,20 +44,7 @@ def run_prepare(options: PrepareOptions, echo: Callable[..., None] = print):
 
 
 def read_preprocessing_file(path: Path):  # -> PreprocessingConfig (import kept lazy for a fast --help)
-    import ccq.limits as limits
-    from ccq.data.collection_io import parse_collection_text
-    from ccq.data.preprocessing import PreprocessingConfig
+    """A preprocessing file or a checkpoint folder's preprocessing (`ccq.data.preprocessing.load_preprocessing`)."""
+    from ccq.data.preprocessing import load_preprocessing
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CCQError(f"--preprocessing {path}: no such file; expected a JSON or YAML PreprocessingConfig")
-    suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(limits.read_text(path), suffix, str(path))
-    if not isinstance(data, dict):
-        raise CCQError(f"{path}: expected a mapping of PreprocessingConfig fields (spacing, hu_min ...)")
-    try:
-        config = PreprocessingConfig.from_dict(data)
-    except CCQError as err:
-        raise CCQError(f"{path}: {err}") from None
-    limits.check_preprocessing(config, str(path))
-    return config
+    return load_preprocessing(path)

@@ -54,8 +54,8 @@ CASES = [
     ("evaluate", ccq.commands.evaluate, "run_evaluate", EvaluateOptions(pred=Path("pred"), gt=Path("gt"))),
     ("evaluate", ccq.commands.evaluate, "run_evaluate", EvaluateOptions(
         pred=Path("pred"), gt=Path("gt"), collection="mots", task="liver", cases="a,b", definition="standard",
-        spacing=(1.5, 0.8, 0.75), out=Path("ev"), overwrite=True, compare_paper=True, overlays=True,
-        images=Path("im"), progress=False)),
+        spacing=(1.5, 0.8, 0.75), preprocessing=Path("model"), out=Path("ev"), overwrite=True, compare_paper=True,
+        overlays=True, images=Path("im"), progress=False)),
 ]  # fmt: skip
 
 
