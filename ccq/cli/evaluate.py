@@ -60,9 +60,13 @@ def evaluate(
     ] = None,
     preprocessing: Annotated[
         Path | None,
-        typer.Option("--preprocessing", help="Score each task of the mots definition on its own working grid, as a "
-                     "model works on it: a checkpoint folder (e.g. a converted official one) or a preprocessing "
-                     "JSON/YAML file; instead of --spacing.", show_default=False),
+        typer.Option(
+            "--preprocessing",
+            help="Score each task of the mots definition on its own working grid, as a "
+            "model works on it: a checkpoint folder (e.g. a converted official one) or a preprocessing "
+            "JSON/YAML file; instead of --spacing.",
+            show_default=False,
+        ),
     ] = None,
     cases: Annotated[
         str | None,
