@@ -93,6 +93,17 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
 
+    # Growing a trained model (`ccq.training.init_from`, `ccq.training.replay`)
+    init_from: str | None = None
+    """A checkpoint folder, or a run folder (its best/), whose weights start this run; the optimizer, schedule and
+    iteration count start fresh. The collection may add tasks after the checkpoint's."""
+    freeze: tuple[str, ...] = ()
+    """Top-level parts of the model kept fixed (e.g. encoder, image_transformer); needs init_from."""
+    replay: str | None = None
+    """A prepared folder of the old tasks' data, drawn from at ``replay_share`` (needs init_from)."""
+    replay_share: float = 0.3
+    """Share of the training samples drawn from ``replay`` (used only with it)."""
+
     def __post_init__(self) -> None:
         if isinstance(self.sampling, Mapping):
             object.__setattr__(self, "sampling", SamplingConfig.from_dict(self.sampling))
@@ -138,6 +149,11 @@ class TrainConfig:
                 raise CCQError(f"train config: {name}={getattr(self, name)!r}: expected {expected}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise CCQError("train config: nesterov=True needs momentum > 0")
+        if not 0 < self.replay_share < 1:
+            raise CCQError(f"train config: replay_share={self.replay_share!r}: expected a fraction in (0, 1)")
+        for name in ("freeze", "replay"):
+            if getattr(self, name) and self.init_from is None:
+                raise CCQError(f"train config: {name}={getattr(self, name)!r}: needs init_from (a trained model)")
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

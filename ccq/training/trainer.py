@@ -33,7 +33,7 @@ from ccq.data.cache import PreparedDataset
 from ccq.data.loader import Batch
 from ccq.errors import CCQError
 from ccq.models import build_model
-from ccq.training import accel, build
+from ccq.training import accel, build, init_from
 from ccq.training import distributed as dd
 from ccq.training.config import TrainConfig
 from ccq.training.criteria import build_criterion
@@ -105,6 +105,7 @@ class Trainer:
         build.seed_everything(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         self.memory_format = accel.memory_format(config.channels_last)
         self.model = build_model(self.model_config).to(self.device, memory_format=self.memory_format)
+        self.init_report = init_from.start_from(self, resume)  # --init-from, --freeze; None without
         if config.activation_checkpointing:
             accel.enable_activation_checkpointing(self.model)
         self.criterion = build_criterion(self.model_config)
@@ -135,6 +136,8 @@ class Trainer:
         batches = iter(self.loader)
         try:
             self._emit("started")
+            if self.init_report is not None:
+                self._emit("record", init_from.as_record(self.init_report))
             dd.barrier(self.dist)  # rank 0 has made the run folder
             self.model.train()
             session_start, seconds_before = time.perf_counter(), state.seconds
