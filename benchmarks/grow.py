@@ -11,8 +11,10 @@ On the demo's phantoms (`ccq demo`'s five tasks, 18 cases each, 4 held out for t
 4. ``freeze``: the same without replay, the encoder and image transformer frozen (`--freeze`);
 5. ``scratch``: the same five-task model trained from scratch for the same total budget (base + grow).
 
-Every model is scored like the demo (``ccq.demo.evaluate_test_cases``: `ccq predict` on the held-out test phantoms,
-standard Dice). Prints (one JSON object with ``--json``): ``new_task_dice`` (with replay), ``scratch_new_task_dice``,
+Every model is scored on the held-out test phantoms of the prepared folders, as training validation and
+``benchmarks/demo_tuning.py`` score (`ccq.evaluation.prepared`: each case for its own task, on the working grid,
+the demo's Dice definition).
+Prints (one JSON object with ``--json``): ``new_task_dice`` (with replay), ``scratch_new_task_dice``,
 ``iterations_ratio`` (grow / scratch iterations), ``old_tasks_dice_drop`` per variant (Dice points, mean over the old
 tasks' labeled channels, before minus after), each task's Dice per model, and the goals of issue #16 (new task >= 90%
 of scratch with at most a third of the iterations; old tasks lose <= 2 points with replay).
@@ -36,12 +38,15 @@ from typing import Any
 
 import torch
 
+from ccq.checkpoint import load_checkpoint
 from ccq.data import phantom, phantom_anatomy
+from ccq.data.cache import PreparedDataset
 from ccq.data.collection import Collection, load_collection
 from ccq.data.phantom import generate_collection
 from ccq.data.prepare_run import prepare_collection
 from ccq.data.preprocessing import PreprocessingConfig
-from ccq.demo import PHANTOM_SPACING, SPACING, DemoOptions, evaluate_test_cases
+from ccq.demo import DICE_DEFINITION, PHANTOM_SPACING, SPACING, DemoOptions
+from ccq.evaluation.prepared import prepared_summary, score_prepared_cases
 from ccq.models import get_preset
 from ccq.training.config import TrainConfig, get_train_preset
 from ccq.training.trainer import Trainer
@@ -97,17 +102,18 @@ def _train(work: Path, name: str, config: TrainConfig, data: Path, log: list[str
     return Path(facts["model"]), facts
 
 
-def _category_dice(dice: dict[str, dict[str, float]], tasks: list[str]) -> dict[str, float]:
-    return {f"{t}/{c}": v for t in tasks for c, v in dice[t].items()}
-
-
-def _score(model: Path, collection: Collection) -> dict[str, float]:
-    """Dice per "task/channel" on the test phantoms (kept beside the run: a second call does not predict again)."""
-    cached = model.parent / f"grow-bench-dice-{_key(collection.to_dict())}.json"
+def _score(model: Path, prepared: Path) -> dict[str, float]:
+    """Dice per "task/channel" over the test phantoms of ``prepared`` (kept beside the run: a second call does not
+    predict again)."""
+    dataset = PreparedDataset(prepared)
+    cached = model.parent / f"grow-bench-dice-{_key(dataset.collection.to_dict(), str(prepared))}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    dice, _ = evaluate_test_cases(model, collection, None)
-    scores = _category_dice(dice, list(collection.task_names))
+    loaded = load_checkpoint(model, device=torch.device("cpu"))
+    results = score_prepared_cases(loaded.model, dataset, dataset.cases(split="test"), definition=DICE_DEFINITION,
+                                   hd95=False, patch_size=loaded.model_config.patch_size)  # fmt: skip
+    summary = prepared_summary(results, dataset, definition=DICE_DEFINITION, sources={})
+    scores = {category: float(values["dice"]) for category, values in summary["categories"].items()}
     cached.write_text(json.dumps(scores))
     return scores
 
@@ -189,9 +195,9 @@ def main() -> None:
     grown = {name: _train(work, name, variants[name], new_data, log) for name in chosen}
 
     began = time.perf_counter()
-    scores = {"base": _score(base_model, old)}
+    scores = {"base": _score(base_model, old_data)}
     for name, (model, _) in {"scratch": (scratch_model, scratch_facts), **grown}.items():
-        scores[name] = _score(model, full)
+        scores[name] = _score(model, all_data)
     evaluate_s = round(time.perf_counter() - began, 1)
 
     new = args.new_task

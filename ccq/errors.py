@@ -8,3 +8,9 @@ class CCQError(Exception):
 
     The message must name the file or value at fault and say what was expected.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a command that can say what it kept and how to go on; the command line prints the
+    message on one line and exits with 130. A KeyboardInterrupt still, so nothing that catches Exception stops it.
+    """

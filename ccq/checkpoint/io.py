@@ -8,19 +8,24 @@ bytes and refused.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import secrets
 import shutil
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ccq import limits
 from ccq.checkpoint.sniff import describe_foreign_file, read_json_object, sniff_file
+from ccq.checkpoint.swap import aside_path as _aside_path  # noqa: F401 (where a killed save leaves the old one)
+from ccq.checkpoint.swap import fsync_dir as _fsync_dir
+from ccq.checkpoint.swap import fsync_tree as _fsync_tree
+from ccq.checkpoint.swap import recover_interrupted as _recover_interrupted
+from ccq.checkpoint.swap import remove_stale_siblings as _remove_stale_siblings
+from ccq.checkpoint.swap import swap_in as _swap_in
+from ccq.checkpoint.weights import check_state_dict, check_values
 from ccq.errors import CCQError
 from ccq.utils import fs
 
@@ -55,7 +60,6 @@ RUN_CHECKPOINT_NAMES = ("best", "last")
 """Checkpoint sub-directories of a training run directory, in the order `resolve_model_path` prefers them."""
 
 _log = logging.getLogger(__name__)
-_MAX_KEYS_IN_MESSAGE = 20
 
 
 @dataclass(frozen=True)
@@ -231,101 +235,6 @@ def check_replaceable(path: str | os.PathLike[str]) -> None:
     )
 
 
-def _aside_path(path: Path) -> Path:
-    return path.parent / f".{path.name}.ccq-previous"
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    """Move the finished directory `tmp` to `path`, replacing whatever checkpoint is there."""
-    if not path.exists():
-        os.rename(tmp, path)
-        return
-    if _exchange(tmp, path):
-        # `tmp` now holds the previous checkpoint.
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    # No atomic exchange here (not Linux, or a filesystem without RENAME_EXCHANGE): move the old checkpoint
-    # aside under a fixed name first. If we are killed before the new one is in place, `_recover_interrupted`
-    # moves it back the next time anyone opens `path`.
-    aside = _aside_path(path)
-    os.rename(path, aside)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        os.rename(aside, path)
-        raise
-    _discard(aside)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories with Linux renameat2(RENAME_EXCHANGE); False where unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def _discard(directory: Path) -> None:
-    """Delete a directory, first renaming it so that a half-deleted copy never keeps a meaningful name."""
-    trash = directory.parent / f".{directory.name.lstrip('.')}.trash-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        os.rename(directory, trash)
-    except OSError:
-        trash = directory
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _recover_interrupted(path: Path) -> None:
-    """Put back a previous checkpoint that a killed `save_checkpoint` had moved aside (see `_swap_in`)."""
-    aside = _aside_path(path)
-    if not os.path.lexists(path) and aside.is_dir():
-        _log.warning("restoring %s from %s (an earlier save was interrupted)", path, aside)
-        os.rename(aside, path)
-
-
-def _remove_stale_siblings(path: Path) -> None:
-    """Delete leftovers of saves to `path` that were killed: their temporary and half-deleted directories."""
-    prefixes = (f".{path.name}.tmp-", f".{path.name}.ccq-previous.trash-")
-    for entry in path.parent.glob(f".{path.name}.*"):
-        name = entry.name
-        if not entry.is_dir() or not name.startswith(prefixes):
-            continue
-        pid = name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not fs.pid_alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-    aside = _aside_path(path)
-    if aside.is_dir() and path.is_dir():
-        # The new checkpoint landed but the old one was not yet deleted.
-        _discard(aside)
-
-
-def _fsync_tree(directory: Path) -> None:
-    for entry in directory.rglob("*"):
-        if entry.is_file():
-            with entry.open("rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems (and all of Windows) cannot fsync a directory; the data files are synced
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------------------------------------------- loading
 
 
@@ -362,7 +271,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     except (SafetensorError, OSError, ValueError) as err:
         raise CCQError(f"{weights}: cannot be read as safetensors ({_first_line(err)}); the file is corrupt") from err
     model = build_model(meta.model_config)
-    _check_state_dict(weights, tensors, model.state_dict())
+    expected = model.state_dict()
+    check_state_dict(weights, tensors, expected)
+    check_values(weights, tensors, expected)
     model.load_state_dict(tensors, strict=True)
     model.to(device)
     model.eval()
@@ -427,10 +338,10 @@ def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
 
     where = path / META_NAME
     if raw.get("format") != CHECKPOINT_FORMAT:
-        raise CCQError(f"{where}: format={raw.get('format')!r}; expected {CHECKPOINT_FORMAT!r}")
+        raise CCQError(f"{where}: format={limits.quote(raw.get('format'))}; expected {CHECKPOINT_FORMAT!r}")
     version = raw.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise CCQError(f"{where}: format_version={version!r}; expected the integer {FORMAT_VERSION}")
+        raise CCQError(f"{where}: format_version={limits.quote(version)}; expected the integer {FORMAT_VERSION}")
     if version > FORMAT_VERSION:
         raise CCQError(
             f"{where}: format_version={version} was written by a newer ccq; this ccq reads version "
@@ -439,7 +350,7 @@ def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
     if version != FORMAT_VERSION:
         raise CCQError(f"{where}: format_version={version}; expected {FORMAT_VERSION}")
     if raw.get("kind") != "model":
-        raise CCQError(f"{where}: kind={raw.get('kind')!r}; expected 'model'")
+        raise CCQError(f"{where}: kind={limits.quote(raw.get('kind'))}; expected 'model'")
 
     def section(name: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
         value = raw.get(name)
@@ -459,6 +370,8 @@ def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
     # A string source names the field in errors without making a relative `root` resolve against the
     # checkpoint's directory.
     collection = section("collection", lambda d: Collection.from_dict(d, source=f"{where}: collection"))
+    limits.check_patch(model_config.patch_size, str(where))  # before a model of that size is built
+    limits.check_preprocessing(preprocessing, str(where))
     _check_consistent(model_config, preprocessing, collection, where=str(where))
 
     extra = raw.get("extra", {})
@@ -466,7 +379,7 @@ def _parse_meta(path: Path, raw: dict[str, Any]) -> CheckpointMeta:
         raise CCQError(f"{where}: field 'extra' is a {type(extra).__name__}; expected a JSON object")
     for name in ("source", "created", "ccq_version"):
         if not isinstance(raw.get(name, ""), str):
-            raise CCQError(f"{where}: field {name!r}={raw[name]!r}; expected a string")
+            raise CCQError(f"{where}: field {name!r}={limits.quote(raw[name])}; expected a string")
     return CheckpointMeta(
         path=path,
         model_config=model_config,
@@ -493,32 +406,6 @@ def _check_consistent(model_config: Any, preprocessing: Any, collection: Any, *,
             f"{where}: model num_tasks={model_config.num_tasks} but the task collection has "
             f"{collection.num_tasks} tasks; expected equal"
         )
-
-
-def _check_state_dict(weights: Path, tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
-    """Name every missing, unexpected or wrongly shaped tensor before load_state_dict's multi-line error."""
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    shapes = [
-        f"{k} {list(tensors[k].shape)} (expected {list(v.shape)})"
-        for k, v in expected.items()
-        if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing key(s) {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected key(s) {_listing(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatch for {_listing(shapes)}")
-    if problems:
-        raise CCQError(f"{weights}: {'; '.join(problems)}; the weights do not match the model described in {META_NAME}")
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_KEYS_IN_MESSAGE])
-    more = len(items) - _MAX_KEYS_IN_MESSAGE
-    return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
 
 
 def _first_line(err: BaseException) -> str:

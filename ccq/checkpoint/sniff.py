@@ -7,10 +7,10 @@ opening it.
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
+from ccq import limits
 from ccq.errors import CCQError
 
 # Pickle protocols 2-5 start with the PROTO opcode 0x80 followed by the protocol number; torch.save's legacy
@@ -81,10 +81,9 @@ def read_json_object(path: Path) -> dict:
     kind = sniff_file(path)
     if kind in ("pickle", "zip", "safetensors", "empty"):
         raise CCQError(f"{path}: is {kind} content; expected a JSON object")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CCQError(f"{path}: invalid JSON ({err}); expected a ccq checkpoint description") from err
+    # Within `ccq.limits`: a bounded size, nesting and integers (a 100,000-deep list or a 5000-digit number in a
+    # hostile checkpoint.json would otherwise end in a traceback).
+    data = limits.parse_json(limits.read_text(path), str(path), "expected a ccq checkpoint description")
     if not isinstance(data, dict):
         raise CCQError(f"{path}: holds a JSON {type(data).__name__}; expected a JSON object")
     return data

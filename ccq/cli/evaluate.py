@@ -74,7 +74,10 @@ def evaluate(
     """
     from ccq.evaluation.evaluate import evaluate_folder
     from ccq.evaluation.report import REPORT_FILES
+    from ccq.limits import check_spacing
 
+    if spacing is not None:
+        spacing = check_spacing(spacing, "--spacing", "voxel sizes")  # type: ignore[assignment]
     selection: str | list[str] | None = cases
     if cases is not None and "," in cases:
         selection = [c.strip() for c in cases.split(",") if c.strip()]

@@ -83,6 +83,7 @@ def prepare(
 
 
 def read_preprocessing_file(path: Path):  # -> PreprocessingConfig (import kept lazy for a fast --help)
+    from ccq import limits
     from ccq.data.collection_io import parse_collection_text
     from ccq.data.preprocessing import PreprocessingConfig
 
@@ -90,10 +91,12 @@ def read_preprocessing_file(path: Path):  # -> PreprocessingConfig (import kept 
     if not path.is_file():
         raise CCQError(f"--preprocessing {path}: no such file; expected a JSON or YAML PreprocessingConfig")
     suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    data = parse_collection_text(limits.read_text(path), suffix, str(path))
     if not isinstance(data, dict):
         raise CCQError(f"{path}: expected a mapping of PreprocessingConfig fields (spacing, hu_min ...)")
     try:
-        return PreprocessingConfig.from_dict(data)
+        config = PreprocessingConfig.from_dict(data)
     except CCQError as err:
         raise CCQError(f"{path}: {err}") from None
+    limits.check_preprocessing(config, str(path))
+    return config

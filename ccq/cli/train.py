@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 _RESUME_HELP = "Continue the run in --out from its last/ checkpoint (exactly: optimizer, RNG and data position)."
+
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -26,6 +30,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             raise CCQError(f"--set {item!r}: the value {text!r} is not valid YAML") from None
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; a learning rate is written so
         node = out
         *parents, leaf = key.strip().split(".")
         for part in parents:

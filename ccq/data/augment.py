@@ -10,18 +10,14 @@ it back to the patch size (so zooming never reads outside the volume more than a
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
 
-from ccq.errors import CCQError
-from ccq.utils.config import from_fields
+from ccq.utils.config import Config
 
 _PROBS = ("scale_p", "flip_p", "noise_p", "blur_p", "brightness_p", "contrast_p", "lowres_p", "gamma_p")
 _RANGES = (
@@ -31,7 +27,7 @@ _RANGES = (
 
 
 @dataclass(frozen=True)
-class AugmentationConfig:
+class AugmentationConfig(Config):
     """Probabilities and ranges of the official augmentation; ``enabled=False`` turns all of it off."""
 
     enabled: bool = True
@@ -55,29 +51,22 @@ class AugmentationConfig:
     gamma_p: float = 0.15
     gamma_range: tuple[float, float] = (0.7, 1.5)
 
-    def __post_init__(self) -> None:
+    config_name = "augmentation"
+
+    def _validate(self) -> None:
         for name in _PROBS:
             value = float(getattr(self, name))
             if not 0.0 <= value <= 1.0:
-                raise CCQError(f"augmentation.{name}={value}: expected a probability in [0, 1]")
+                self._fail(name, "a probability in [0, 1]")
             object.__setattr__(self, name, value)
         for name in _RANGES:
             lo, hi = (float(v) for v in getattr(self, name))
             if not (0.0 <= lo <= hi) or (name != "noise_variance" and lo <= 0):
-                raise CCQError(f"augmentation.{name}=({lo}, {hi}): expected 0 < low <= high")
+                self._fail(name, "[low, high] with 0 < low <= high" if name != "noise_variance" else "0 <= low <= high")
             object.__setattr__(self, name, (lo, hi))
-        axes = tuple(int(a) for a in self.flip_axes)
-        if any(a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
-            raise CCQError(f"augmentation.flip_axes={self.flip_axes!r}: expected distinct axes among 0, 1, 2")
-        object.__setattr__(self, "flip_axes", axes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AugmentationConfig:
-        """From JSON data; an unknown field or a wrongly typed value is a CCQError naming it."""
-        return from_fields(cls, data, "augmentation")
+        if any(a not in (0, 1, 2) for a in self.flip_axes) or len(set(self.flip_axes)) != len(self.flip_axes):
+            self._fail("flip_axes", "distinct axes among 0, 1, 2")
+        object.__setattr__(self, "flip_axes", tuple(int(a) for a in self.flip_axes))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ one, while those of a concurrent run (its pid alive) are left alone.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ccq import limits
 from ccq.data.collection import CHANNELS, Collection
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
@@ -52,13 +52,14 @@ def locations_file(channel: str) -> str:
 
 
 def case_relpath(task_name: str, case_id: str) -> str:
-    """Where a case lives, relative to the prepared folder (POSIX separators, stored in the manifest)."""
-    return f"{CASES_DIR}/{task_name}/{case_id}"
+    """Where a case lives, relative to the prepared folder (POSIX separators, stored in the manifest); both names
+    are checked to be plain names (`ccq.utils.fs.check_name`), so a case never lands outside ``cases/TASK/``."""
+    return f"{CASES_DIR}/{fs.check_name(task_name, 'task name')}/{fs.check_name(case_id, 'case id')}"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write a JSON file of the prepared folder atomically (indent 1: a manifest of a thousand cases is large)."""
-    fs.write_json_atomic(path, data, indent=1)
+JSON_INDENT = 1
+"""Indent of the prepared folder's JSON files (`ccq.utils.fs.write_json_atomic`): a manifest of a thousand cases
+is large."""
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -83,7 +84,8 @@ def write_case(
     meta: Mapping[str, Any],
 ) -> Path:
     """Write one case atomically; returns its folder. A case finished meanwhile (another run) is kept."""
-    final = Path(out_dir) / case_relpath(task_name, case_id)
+    task_dir = fs.child_path(Path(out_dir) / CASES_DIR, task_name, "task name")
+    final = fs.child_path(task_dir, case_id, "case id")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = fs.temporary_path(final)
     tmp.mkdir()
@@ -93,7 +95,7 @@ def write_case(
         for channel, locs in locations.items():
             if locs is not None:
                 _save_npy(tmp / locations_file(channel), np.asarray(locs, dtype=np.int32).reshape(-1, 3))
-        write_json_atomic(tmp / META_FILE, dict(meta))
+        fs.write_json_atomic(tmp / META_FILE, dict(meta), indent=JSON_INDENT)
         try:
             os.rename(tmp, final)  # atomic on POSIX; fails if `final` exists (then the earlier copy wins)
         except OSError:
@@ -117,8 +119,8 @@ def write_index(
 ) -> Path:
     """Write manifest.json (``entries`` = case metas), collection.json and preprocessing.json."""
     out_dir = Path(out_dir)
-    write_json_atomic(out_dir / PREPROCESSING_FILE, preprocessing.to_dict())
-    write_json_atomic(out_dir / COLLECTION_FILE, collection.to_dict())
+    fs.write_json_atomic(out_dir / PREPROCESSING_FILE, preprocessing.to_dict(), indent=JSON_INDENT)
+    fs.write_json_atomic(out_dir / COLLECTION_FILE, collection.to_dict(), indent=JSON_INDENT)
     manifest = {
         "format": FORMAT_VERSION,
         "collection": collection.name,
@@ -126,7 +128,7 @@ def write_index(
         "failed": list(failed or []),
         "cases": entries,
     }
-    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    fs.write_json_atomic(out_dir / MANIFEST_FILE, manifest, indent=JSON_INDENT)
     return out_dir / MANIFEST_FILE
 
 
@@ -155,13 +157,12 @@ def remove_temporaries(out_dir: Path) -> int:
 
 
 def read_json(path: Path, what: str) -> Any:
+    """A JSON file of the prepared folder, read within `ccq.limits` (size, nesting, integers)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        text = limits.read_text(path)
     except FileNotFoundError:
         raise CCQError(f"{path}: no {what}; run `ccq prepare` to create the prepared folder") from None
-    except json.JSONDecodeError as err:
-        raise CCQError(f"{path}: invalid JSON at line {err.lineno} ({err.msg}); expected a {what}") from None
+    return limits.parse_json(text, str(path), f"expected a {what}")
 
 
 class PreparedDataset:
@@ -192,6 +193,7 @@ class PreparedDataset:
             self.preprocessing = PreprocessingConfig.from_dict(pre_data)
         except CCQError as err:
             raise CCQError(f"{pre_path}: {err}") from None
+        limits.check_preprocessing(self.preprocessing, str(pre_path))
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -17,240 +17,54 @@ A collection file (``.yaml``/``.yml`` or ``.json``) looks like::
         channel_names: {organ: liver, tumor: liver tumor}   # optional: for reports
         split: {train: [liver_1, ...], test: [liver_0, ...]}  # or {test_fraction: 0.2, seed: 0}
 
-MOTS (the DoDNet/CCQ benchmark) is built in: ``load_collection("mots")``. The shape of a file is checked by
-:mod:`ccq.data.collection_schema`; its meaning (unique contiguous ids, channel values present in
-``labels`` ...) by the dataclasses here. Splits: :mod:`ccq.data.collection_split`; files, the built-in
-collections and case discovery: :mod:`ccq.data.collection_io`.
+MOTS (the DoDNet/CCQ benchmark) is built in: ``load_collection("mots")``. A file is checked against the
+dataclasses' field types (:mod:`ccq.utils.config`: ``tasks[2].organ[0]: expected an integer, got '1'``), then
+for its meaning (unique contiguous ids, channel values present in ``labels`` ...). Tasks:
+:mod:`ccq.data.collection_task`; splits: :mod:`ccq.data.collection_split`; files, the built-in collections'
+resources and case discovery: :mod:`ccq.data.collection_io`. This module is the one import for collections.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from ccq.data.collection_schema import COLLECTION, TASK, FieldError, int_key, validate
+from ccq.data.collection_io import (
+    BUILTIN_COLLECTIONS,
+    CaseFiles,
+    builtin_collection_data,
+    find_cases,
+    read_collection_data,
+    write_collection_file,
+)
 from ccq.data.collection_split import Split
+from ccq.data.collection_task import CHANNELS, LAYOUTS, TaskSpec
 from ccq.errors import CCQError
-
-CHANNELS = ("organ", "tumor")
-LAYOUTS = ("msd", "kits")
-# Task names appear in "task/organ" category names and in comma-separated command-line lists.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+from ccq.utils.config import Config, FieldError, NonEmpty, from_data
 
 
 @dataclass(frozen=True)
-class TaskSpec:
-    """One partially labeled dataset and its task: two sigmoid channels, organ and tumor.
-
-    ``organ`` / ``tumor`` are the label values that make that channel positive, or None when the dataset does
-    not label the channel (it is then ignored in the loss and in evaluation). Mappings are plain dicts so that
-    the spec pickles into data-loader workers; treat them as read-only.
-    """
-
-    name: str
-    id: int
-    layout: str
-    folder: str
-    labels: Mapping[int, str]
-    organ: tuple[int, ...] | None
-    tumor: tuple[int, ...] | None
-    output_values: Mapping[str, int] | None = None
-    """Value written per channel when predicting in this dataset's convention; derived when omitted."""
-    channel_names: Mapping[str, str] | None = None
-    """Human names of the channels for reports; derived from ``labels`` when omitted."""
-    split: Split = Split()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise FieldError(
-                "name", f"expected letters, digits, '_', '-' or '.' (used in 'task/organ'), got {self.name!r}"
-            )
-        if self.id < 0:
-            raise FieldError("id", f"expected a non-negative integer, got {self.id}")
-        if self.layout not in LAYOUTS:
-            raise FieldError("layout", f"expected one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if not self.folder:
-            raise FieldError("folder", "expected a non-empty path")
-        labels = {int(k): str(v) for k, v in self.labels.items()}
-        if 0 not in labels:
-            raise FieldError("labels", "expected label 0 (background) to be listed")
-        if any(k < 0 for k in labels):
-            raise FieldError("labels", f"expected non-negative label values, got {min(labels)}")
-        object.__setattr__(self, "labels", labels)
-        if self.organ is None and self.tumor is None:
-            raise FieldError("organ", "organ and tumor are both null: a task must label at least one channel")
-        for channel in CHANNELS:
-            values = getattr(self, channel)
-            if values is None:
-                continue
-            values = tuple(int(v) for v in values)
-            for v in values:
-                if v not in labels:
-                    raise FieldError(channel, f"value {v} is not in labels ({sorted(labels)})")
-                if v == 0:
-                    raise FieldError(channel, "value 0 is background and cannot make a channel positive")
-            if len(set(values)) != len(values) or not values:
-                raise FieldError(channel, f"expected distinct label values, got {list(values)}")
-            object.__setattr__(self, channel, values)
-        object.__setattr__(self, "output_values", self._checked_output_values())
-        names = dict(self.channel_names or {})
-        for channel in CHANNELS:
-            if getattr(self, channel) is None:
-                if names.get(channel) is not None:
-                    raise FieldError(f"channel_names.{channel}", f"the {channel} channel is null (not labeled)")
-                names.pop(channel, None)
-            elif not names.get(channel):
-                names[channel] = labels[self.output_values[channel]]
-        object.__setattr__(self, "channel_names", names)
-
-    def _checked_output_values(self) -> dict[str, int]:
-        given = {k: v for k, v in (self.output_values or {}).items() if v is not None}
-        out: dict[str, int] = {}
-        tumor = set(self.tumor or ())
-        for channel in CHANNELS:
-            values = getattr(self, channel)
-            where = f"output_values.{channel}"
-            if values is None:
-                if channel in given:
-                    raise FieldError(where, f"the {channel} channel is null (not labeled)")
-                continue
-            if channel in given:
-                value = int(given[channel])
-            else:
-                # Organ: a value that does not read back as tumor; tumor: its smallest value.
-                free = [v for v in values if channel == "tumor" or v not in tumor]
-                if not free:
-                    raise FieldError("organ", "every organ value is also a tumor value: no organ could be written")
-                value = min(free)
-            if value not in values:
-                raise FieldError(where, f"value {value} does not make the {channel} channel positive ({list(values)})")
-            if channel == "organ" and value in tumor:
-                raise FieldError(where, f"value {value} is also a tumor value and would read back as tumor")
-            out[channel] = value
-        return out
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.id))
-
-    @property
-    def labeled_channels(self) -> tuple[bool, bool]:
-        """(organ labeled, tumor labeled): an unlabeled channel is ignored in the loss and in evaluation."""
-        return self.organ is not None, self.tumor is not None
-
-    def categories(self) -> list[str]:
-        """The labeled channels as ``"task/organ"``, ``"task/tumor"``."""
-        return [f"{self.name}/{c}" for c, on in zip(CHANNELS, self.labeled_channels, strict=True) if on]
-
-    def check_label_values(self, label: np.ndarray, where: str = "label map") -> None:
-        """CCQError if ``label`` holds a value this dataset does not declare (a wrong file or convention)."""
-        label = np.asarray(label)
-        if label.size and label.dtype.kind in "uib" and label.min() >= 0 and label.max() < 65536:
-            # bincount is linear time: much faster than np.unique's sort on a full CT volume.
-            present = np.flatnonzero(np.bincount(label.ravel().astype(np.intp, copy=False)))
-        else:
-            present = np.unique(label)
-        unknown = [int(v) if float(v).is_integer() else float(v) for v in present if v not in self.labels]
-        if unknown:
-            raise CCQError(
-                f"{where}: label value(s) {unknown[:5]} are not among the labels of task {self.name!r} "
-                f"{sorted(self.labels)}"
-            )
-
-    def channel_targets(
-        self, label: np.ndarray, check: bool = True, where: str = "label map"
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(organ mask, tumor mask): bool arrays shaped like ``label``; None for a channel not labeled."""
-        label = np.asarray(label)
-        if check:
-            self.check_label_values(label, where)
-        organ = None if self.organ is None else np.isin(label, self.organ)
-        tumor = None if self.tumor is None else np.isin(label, self.tumor)
-        return organ, tumor
-
-    def to_output_labels(self, organ: np.ndarray | None, tumor: np.ndarray | None) -> np.ndarray:
-        """A label map in this dataset's convention from binary channel masks; tumor overrides organ.
-
-        A mask for a channel the task does not label is ignored (the network predicts both channels anyway).
-        """
-        masks = [m for m in (organ, tumor) if m is not None]
-        if not masks:
-            raise CCQError(f"task {self.name!r}: to_output_labels needs at least one mask")
-        shape = np.shape(masks[0])
-        if any(np.shape(m) != shape for m in masks):
-            raise CCQError(f"task {self.name!r}: organ and tumor masks differ in shape")
-        dtype = np.uint8 if max(self.labels) <= 255 else np.uint16
-        out = np.zeros(shape, dtype=dtype)
-        for channel, mask in (("organ", organ), ("tumor", tumor)):
-            if mask is not None and channel in self.output_values:
-                out[np.asarray(mask).astype(bool)] = self.output_values[channel]
-        return out
-
-    def split_cases(self, case_ids: Sequence[str]) -> tuple[list[str], list[str]]:
-        """(train, test) ids among the cases found on disk; CCQError if a listed case is missing."""
-        try:
-            return self.split.assign(case_ids)
-        except FieldError as err:
-            raise CCQError(f"task {self.name!r}: {err}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "id": self.id,
-            "layout": self.layout,
-            "folder": self.folder,
-            # String keys, as JSON has them: to_dict() survives a JSON round trip unchanged.
-            "labels": {str(k): v for k, v in sorted(self.labels.items())},
-            "organ": None if self.organ is None else list(self.organ),
-            "tumor": None if self.tumor is None else list(self.tumor),
-            "output_values": dict(self.output_values or {}),
-            "channel_names": dict(self.channel_names or {}),
-        }
-        split = self.split.to_dict()
-        if split is not None:
-            out["split"] = split
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
-        """Raises FieldError with a path relative to the task (``organ``, ``split.test`` ...)."""
-        validate(data, TASK)
-        return cls(
-            name=data["name"],
-            id=data["id"],
-            layout=data["layout"],
-            folder=data["folder"],
-            labels={int_key(k): v for k, v in data["labels"].items()},
-            organ=None if data["organ"] is None else tuple(data["organ"]),
-            tumor=None if data["tumor"] is None else tuple(data["tumor"]),
-            output_values=data.get("output_values"),
-            channel_names=data.get("channel_names"),
-            split=Split.from_dict(data.get("split")),
-        )
-
-
-@dataclass(frozen=True)
-class Collection:
+class Collection(Config):
     """K partially labeled datasets, one task each, with ids 0..K-1 (kept sorted by id)."""
 
     name: str
-    tasks: tuple[TaskSpec, ...]
+    tasks: Annotated[tuple[TaskSpec, ...], NonEmpty]
     description: str = ""
     root: str | None = None
     """Raw-data root relative to the collection file (or absolute); None = given when the data is prepared."""
-    source: Path | None = field(default=None, compare=False, repr=False)
-    """The file this collection was read from (resolves a relative ``root``); not serialised."""
+    source: Path | None = field(default=None, compare=False, repr=False, metadata={"config": False})
+    """The file this collection was read from (resolves a relative ``root``); not data: not read or written."""
 
-    def __post_init__(self) -> None:
-        tasks = tuple(self.tasks)
-        if not tasks:
-            raise FieldError("tasks", "expected at least one task")
+    config_name = "collection"
+
+    def _validate(self) -> None:
+        tasks = self.tasks
         first_index: dict[Any, int] = {}
         for i, task in enumerate(tasks):
             for key, value in (("id", task.id), ("name", task.name)):
@@ -348,31 +162,13 @@ class Collection:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, source: str | Path | None = None) -> Collection:
-        """Validate and build; errors name ``source`` (a file or a description) and the field."""
+    def from_dict(cls, data: Any, source: str | Path | None = None) -> Collection:  # type: ignore[override]
+        """Validate and build; errors name ``source`` (a file or a description) and the field path."""
         where = str(source) if source is not None else "collection"
-        try:
-            validate(data, COLLECTION)
-            tasks = []
-            for i, item in enumerate(data["tasks"]):
-                try:
-                    tasks.append(TaskSpec.from_dict(item))
-                except FieldError as err:
-                    raise err.within(f"tasks[{i}]") from None
-            return cls(
-                name=data["name"],
-                tasks=tuple(tasks),
-                description=data.get("description", ""),
-                root=data.get("root"),
-                source=source if isinstance(source, Path) else None,
-            )
-        except FieldError as err:
-            raise CCQError(f"{where}: {err}") from None
+        return from_data(cls, data, where=where, source=source if isinstance(source, Path) else None)
 
     def save(self, path: str | Path) -> Path:
         """Write as YAML or JSON (by extension); returns the path."""
-        from ccq.data.collection_io import write_collection_file
-
         return write_collection_file(self.to_dict(), Path(path))
 
     def with_tasks(self, tasks: Sequence[TaskSpec]) -> Collection:
@@ -385,8 +181,6 @@ def load_collection(name_or_path: str | Path) -> Collection:
 
     A string without a suffix is a built-in name unless a file of that name exists (then the file is read).
     """
-    from ccq.data.collection_io import BUILTIN_COLLECTIONS, load_builtin_collection, read_collection_file
-
     path = Path(name_or_path).expanduser()
     if isinstance(name_or_path, str) and not path.suffix and not path.is_file():
         if not path.is_dir() or name_or_path.lower() in BUILTIN_COLLECTIONS:
@@ -394,21 +188,44 @@ def load_collection(name_or_path: str | Path) -> Collection:
     return read_collection_file(path)
 
 
-# Re-exported so that `ccq.data.collection` is the one import for collections (defined below this module's
-# classes because collection_io builds on them).
-from ccq.data.collection_io import (  # noqa: E402
-    BUILTIN_COLLECTIONS,
-    CaseFiles,
-    find_cases,
-)
+def read_collection_file(path: str | Path) -> Collection:
+    """A collection file (see `ccq.data.collection_io.read_collection_data`); errors name the file."""
+    path = Path(path).expanduser()
+    return Collection.from_dict(read_collection_data(path), source=path.resolve())
+
+
+def load_builtin_collection(name: str) -> Collection:
+    """A built-in collection (``mots``), with its published train/test split where it has one."""
+    data, split_lists = builtin_collection_data(name)
+    where = f"<built-in {name.lower()}>"
+    collection = Collection.from_dict(data, where)
+    return collection if split_lists is None else with_split_lists(collection, *split_lists)
+
+
+def with_split_lists(collection: Collection, train: dict[int, list[str]], test: dict[int, list[str]]) -> Collection:
+    """The collection with explicit train/test lists per task id (tasks absent from both keep theirs)."""
+    unknown = sorted((set(train) | set(test)) - {t.id for t in collection.tasks})
+    if unknown:
+        raise CCQError(f"split lists name task id(s) {unknown} not in collection {collection.name!r}")
+    tasks = [
+        dataclasses.replace(t, split=Split(train=tuple(train.get(t.id, ())), test=tuple(test.get(t.id, ()))))
+        if t.id in train or t.id in test
+        else t
+        for t in collection.tasks
+    ]
+    return collection.with_tasks(tasks)
+
 
 __all__ = [
     "BUILTIN_COLLECTIONS",
     "CHANNELS",
+    "LAYOUTS",
     "CaseFiles",
     "Collection",
+    "FieldError",
     "Split",
     "TaskSpec",
     "find_cases",
     "load_collection",
+    "read_collection_file",
 ]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ccq.data.collection_schema import SPLIT, FieldError, validate
+from ccq.utils.config import Config, FieldError
 
 
 @dataclass(frozen=True)
-class Split:
+class Split(Config):
     """Which cases of a dataset are for training and which for testing.
 
     Explicit lists (``train`` None = every case not in ``test``), or a deterministic hashed split
@@ -22,28 +22,28 @@ class Split:
     test: tuple[str, ...] = ()
     test_fraction: float | None = None
     seed: int = 0
+    """Only with ``test_fraction``."""
 
-    def __post_init__(self) -> None:
-        if self.train is not None:
-            object.__setattr__(self, "train", tuple(str(c) for c in self.train))
-        object.__setattr__(self, "test", tuple(str(c) for c in self.test))
+    config_name = "split"
+
+    def _validate(self) -> None:
         if self.test_fraction is not None:
             if self.train is not None or self.test:
-                raise FieldError("split", "give either train/test lists or test_fraction (+ seed), not both")
-            if not 0.0 <= float(self.test_fraction) < 1.0:
-                raise FieldError(
-                    "split.test_fraction", f"expected a number in [0, 1), got {self.test_fraction}"
-                )
+                raise FieldError("", "give either train/test lists or test_fraction (+ seed), not both")
+            if not 0.0 <= self.test_fraction < 1.0:
+                self._fail("test_fraction", "a number in [0, 1)")
             object.__setattr__(self, "test_fraction", float(self.test_fraction))
+        elif self.seed != 0:
+            raise FieldError("seed", "seed only applies with split.test_fraction")
         for name, ids in (("train", self.train or ()), ("test", self.test)):
             seen: set[str] = set()
             for case in ids:
                 if case in seen:
-                    raise FieldError(f"split.{name}", f"case {case!r} is listed twice")
+                    raise FieldError(name, f"case {case!r} is listed twice")
                 seen.add(case)
         both = set(self.train or ()) & set(self.test)
         if both:
-            raise FieldError("split.test", f"case {sorted(both)[0]!r} is also in split.train")
+            raise FieldError("test", f"case {sorted(both)[0]!r} is also in split.train")
 
     def assign(self, case_ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """(train, test) case ids among the ``case_ids`` found on disk, in the order given."""
@@ -67,7 +67,8 @@ class Split:
         train_set = set(self.train) if self.train is not None else known - test_set
         return [c for c in ids if c in train_set], [c for c in ids if c in test_set]
 
-    def to_dict(self) -> dict[str, Any] | None:
+    def to_dict(self) -> dict[str, Any] | None:  # type: ignore[override]
+        """None when there is nothing to write (every case trains)."""
         if self.test_fraction is not None:
             return {"test_fraction": self.test_fraction, "seed": self.seed}
         if self.train is None and not self.test:
@@ -75,18 +76,3 @@ class Split:
         out: dict[str, Any] = {} if self.train is None else {"train": list(self.train)}
         out["test"] = list(self.test)
         return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Split:
-        validate(data, SPLIT, "split")
-        if data is None:
-            return cls()
-        if "seed" in data and "test_fraction" not in data:
-            raise FieldError("split.seed", "seed only applies with split.test_fraction")
-        train = data.get("train")
-        return cls(
-            train=None if train is None else tuple(train),
-            test=tuple(data.get("test", ())),
-            test_fraction=data.get("test_fraction"),
-            seed=int(data.get("seed", 0)),
-        )

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import scipy.ndimage as ndi
 import torch
 from nibabel import orientations as nio
 
+from ccq import limits
+from ccq.data.nifti_file import read_nifti_file
 from ccq.errors import CCQError
 
 CANONICAL_AXCODES = ("L", "P", "S")
@@ -102,31 +103,20 @@ def load_nifti(path: str | Path, *, what: str, case: str, as_float: bool = True)
 
     ``as_float``: float32 with the header's scaling applied (images); else the stored values (label maps).
     A trailing singleton 4th dimension (written by some converters) is dropped; a real 4D series is refused.
+    The header is checked before any voxel is read: sizes within `ccq.limits` and the memory available, no zero
+    or implausible voxel size, real values (`ccq.data.nifti_file`).
     """
-    path = Path(path)
-    try:
-        img = nib.load(str(path))
-    except Exception as err:  # nibabel raises many types for a bad header; the user needs only the file name
-        msg = f"case {case}: cannot read {what} {path}: {_short(err)}; expected a NIfTI file"
-        raise CCQError(msg) from err
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise CCQError(f"case {case}: {what} {path} is a {type(img).__name__}; expected a NIfTI file")
-    shape = tuple(img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3:
-        raise CCQError(f"case {case}: {what} {path} has shape {tuple(img.shape)}; expected a 3D volume")
-    try:
-        data = img.get_fdata(dtype=np.float32) if as_float else np.asanyarray(img.dataobj)
-    except Exception as err:  # truncated gzip streams surface only here, as EOFError/zlib/OSError
-        msg = f"case {case}: cannot read the voxels of {what} {path}: {_short(err)} (truncated file?)"
-        raise CCQError(msg) from err
-    return np.asarray(data).reshape(shape), np.asarray(img.affine, dtype=np.float64)
+    array, affine, _ = read_nifti_file(path, what=what, case=case, as_float=as_float)
+    return array, affine
 
 
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) < 160 else text[:157] + "..."
+def grid_offset_voxels(affine_a: np.ndarray, affine_b: np.ndarray, shape: Sequence[int]) -> float:
+    """How far (in voxels of grid a) the corners of grid b (of ``shape``) lie from where grid a puts them: a
+    direct, unit-aware measure of misalignment. np.linalg.LinAlgError when ``affine_a`` is singular."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
+    corners_h = np.vstack([corners, np.ones(corners.shape[1])])
+    in_a = np.linalg.solve(np.asarray(affine_a), np.asarray(affine_b) @ corners_h)[:3]
+    return float(np.abs(in_a - corners).max())
 
 
 def check_same_grid(
@@ -135,17 +125,13 @@ def check_same_grid(
     """Refuse an image/label pair whose grids differ (shape, or a corner by > AFFINE_TOLERANCE_VOXELS)."""
     if tuple(shape_a) != tuple(shape_b):
         raise CCQError(f"case {case}: image shape {tuple(shape_a)} != label shape {tuple(shape_b)}; expected equal")
-    # Corners of the label grid expressed in image voxels: a direct, unit-aware measure of misalignment.
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape_b], indexing="ij")).reshape(3, -1)
-    corners_h = np.vstack([corners, np.ones(corners.shape[1])])
     try:
-        in_a = np.linalg.solve(affine_a, affine_b @ corners_h)[:3]
+        err = grid_offset_voxels(affine_a, affine_b, shape_b)
     except np.linalg.LinAlgError:
         raise CCQError(
             f"case {case}: image affine {np.asarray(affine_a).tolist()} is singular; expected an invertible 4x4 "
             "voxel-to-world matrix (check the header's pixdim, qform and sform)"
         ) from None
-    err = float(np.abs(in_a - corners).max())
     if not math.isfinite(err) or err > AFFINE_TOLERANCE_VOXELS:
         raise CCQError(
             f"case {case}: image and label affines differ by {err:.3g} voxels; "
@@ -224,7 +210,9 @@ def _interp_matrix(n_in: int, n_out: int, ratio: float, order: int) -> np.ndarra
     return ndi.map_coordinates(np.eye(n_in), grid, order=order, mode="nearest").astype(np.float32)
 
 
-def _nearest_index(n_in: int, n_out: int, ratio: float) -> np.ndarray:
+def nearest_indices(n_in: int, n_out: int, ratio: float) -> np.ndarray:
+    """Source index of each of ``n_out`` target voxels under nearest-neighbour resampling (the convention of the
+    module docstring), clipped to the ``n_in`` source voxels."""
     return np.clip(np.floor(_source_coords(n_out, ratio) + 0.5), 0, n_in - 1).astype(np.intp)
 
 
@@ -245,13 +233,16 @@ def resample(
     if order not in (0, 1, 3):
         raise CCQError(f"resample: order={order}; expected 0 (nearest), 1 (linear) or 3 (cubic)")
     in_shape = tuple(array.shape[-3:])
+    if shape is None:  # callers that know the file check first, naming it (`ccq.limits.check_grid`)
+        limits.check_grid(in_shape, spacing, new_spacing, "resample")
     out_shape = target_shape(in_shape, spacing, new_spacing) if shape is None else tuple(map(int, shape))
+    limits.check_voxels(out_shape, "resample:", "output grid")
     ratios = [float(t) / float(s) for s, t in zip(spacing, new_spacing, strict=True)]
     if order == 0:
         out = array
         for ax, (n_in, n_out, r) in enumerate(zip(in_shape, out_shape, ratios, strict=True)):
             if n_in != n_out or abs(r - 1.0) > 1e-9:
-                out = np.take(out, _nearest_index(n_in, n_out, r), axis=array.ndim - 3 + ax)
+                out = np.take(out, nearest_indices(n_in, n_out, r), axis=array.ndim - 3 + ax)
         return np.ascontiguousarray(out)
     if array.ndim > 3:
         lead = array.shape[:-3]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ccq import limits
 from ccq.data import geometry
 from ccq.data.cache import FORMAT_VERSION, case_relpath
 from ccq.data.collection import CHANNELS, TaskSpec
@@ -52,10 +53,13 @@ def normalize_intensity(hu: np.ndarray, preprocessing: PreprocessingConfig) -> n
 
 
 def preprocess_image(
-    array: np.ndarray, affine: np.ndarray, preprocessing: PreprocessingConfig
+    array: np.ndarray, affine: np.ndarray, preprocessing: PreprocessingConfig, *, where: str = "image"
 ) -> tuple[np.ndarray, CanonicalInfo]:
-    """A CT in file voxel order (HU) -> (network-ready float32 [D, H, W], how to map results back)."""
+    """A CT in file voxel order (HU) -> (network-ready float32 [D, H, W], how to map results back).
+
+    The working grid's size is checked before resampling (`ccq.limits.check_grid`; ``where`` names the image)."""
     canon, info = geometry.to_canonical(np.asarray(array, dtype=np.float32), affine)
+    limits.check_grid(info.shape, info.spacing, preprocessing.spacing, where)
     resampled = geometry.resample(
         canon, info.spacing, preprocessing.spacing, order=preprocessing.image_interpolation_order
     )
@@ -154,7 +158,7 @@ def prepare_case(
     else:
         lab, lab_src = np.zeros(img.shape, dtype=np.uint8), None
 
-    prepared, info = preprocess_image(img, img_affine, preprocessing)
+    prepared, info = preprocess_image(img, img_affine, preprocessing, where=f"case {case_id}: image {img_src}")
     del img
     lab_canon, _ = geometry.to_canonical(lab, img_affine)
     lab_prepared = geometry.resample(lab_canon, info.spacing, preprocessing.spacing, order=0, shape=prepared.shape)

@@ -9,21 +9,28 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
+from ccq import limits
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.data.collection_io import parse_collection_text
 from ccq.data.prepare import prepare_case
 from ccq.data.preprocessing import PreprocessingConfig
-from ccq.errors import CCQError
+from ccq.data.workers import init_worker
+from ccq.errors import CCQError, Interrupted
 from ccq.utils import fs
 from ccq.utils.progress import progress_bar
+
+HANG_ENV = "CCQ_TEST_PREPARE_HANG"
+"""Fault injection for the tests of interruption: set, every case sleeps until its process is killed (a stand-in
+for a case that takes minutes)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def read_folders_file(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise CCQError(f"{path}: no such folders file; expected a JSON or YAML mapping task name -> folder")
     suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    data = parse_collection_text(limits.read_text(path), suffix, str(path))
     if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
         raise CCQError(f"{path}: expected a mapping of task name -> folder (strings)")
     return {str(k): v for k, v in data.items()}
@@ -87,8 +94,16 @@ def with_folders(collection: Collection, folders: Mapping[str, str] | None) -> C
     )
 
 
+def _has_prepared_cases(out_dir: Path) -> bool:
+    """Whether any finished case (earlier runs included) is in ``out_dir``: only then do its index files say what
+    the folder holds (a run that prepared nothing leaves none, see `prepare_collection`)."""
+    return next((out_dir / cache.CASES_DIR).glob(f"*/*/{cache.META_FILE}"), None) is not None
+
+
 def _check_compatible(out_dir: Path, collection: Collection, preprocessing: PreprocessingConfig) -> None:
     """Refuse to mix cases prepared with another spacing/window or other channel rules in one folder."""
+    if not _has_prepared_cases(out_dir):
+        return  # index files without a case (an older ccq's failed run): nothing they describe can be mixed
     pre_path = out_dir / cache.PREPROCESSING_FILE
     if pre_path.is_file():
         old = cache.read_json(pre_path, "preprocessing.json")
@@ -96,7 +111,7 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
         # The patch size does not change the prepared data; anything else does.
         if {k: v for k, v in old.items() if k != "patch_size"} != {k: v for k, v in new.items() if k != "patch_size"}:
             raise CCQError(
-                f"{pre_path}: this folder was prepared with {old}; requested {new}. "
+                f"{pre_path}: this folder was prepared with {limits.quote(old, 400)}; requested {new}. "
                 "Use another --out (or delete the folder)"
             )
     col_path = out_dir / cache.COLLECTION_FILE
@@ -110,7 +125,7 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
             for key in ("id", "labels", "organ", "tumor"):
                 if old.get(key) != new[key]:
                     raise CCQError(
-                        f"{col_path}: task {task.name!r} was prepared with {key}={old.get(key)}; "
+                        f"{col_path}: task {task.name!r} was prepared with {key}={limits.quote(old.get(key), 200)}; "
                         f"now {new[key]}. "
                         "Use another --out (or delete the folder)"
                     )
@@ -166,6 +181,8 @@ def _plan(
 
 def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tuple[str, str]:
     """Prepare and write one case in a worker -> ("done" | "failed", message)."""
+    while os.environ.get(HANG_ENV):
+        time.sleep(60)
     try:
         case = prepare_case(job.image, job.label, job.task, preprocessing, case_id=job.case_id, split=job.split)
         cache.write_case(
@@ -190,12 +207,6 @@ def _naming_case(job: _Job, message: str) -> str:
     """Prefix ``case TASK/ID: `` unless the message already starts by naming the case."""
     key = f"{job.task.name}/{job.case_id}"
     return message if message.startswith((f"case {job.case_id}:", f"case {key}:")) else f"case {key}: {message}"
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _execute(
@@ -228,7 +239,7 @@ def _execute(
         # spawn, not fork: forking a process whose torch/OpenMP threads already ran can deadlock.
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(
-            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+            workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(threads, os.getpid())
         ) as pool:
             pending: dict[Future, _Job] = {}
             queue = iter(jobs)
@@ -245,6 +256,10 @@ def _execute(
                         nxt = next(queue, None)
                         if nxt is not None:
                             pending[pool.submit(_run_job, nxt, out_dir, pre)] = nxt
+            except KeyboardInterrupt:  # stop now: the cases in flight are discarded (their temporaries too, by
+                for process in active_children():  # the next run); the pool then fails its futures itself
+                    process.terminate()
+                raise
             except BaseException:
                 for fut in pending:
                     fut.cancel()
@@ -281,25 +296,60 @@ def prepare_collection(
         raise CCQError(f"workers={workers}: expected at least 1")
     # The stored collection names the raw data it was prepared from (provenance; training never reads it).
     collection = dataclasses.replace(with_folders(collection, folders), root=str(raw_root))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CCQError(f"--out {out_dir} exists and is a file; expected a folder (new, or prepared before)")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_compatible(out_dir, collection, preprocessing)
-    cache.remove_temporaries(out_dir)
-    cache.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict())
-    cache.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict())
-
     summary = PrepareSummary(out_dir=out_dir)
-    jobs = _plan(collection, raw_root, summary, keep_going, tasks)
-    todo = []
-    for job in jobs:
-        if cache.is_case_finished(out_dir, job.task.name, job.case_id):
-            summary.skipped.append(f"{job.task.name}/{job.case_id}")
-        else:
-            todo.append(job)
     try:
-        _execute(todo, out_dir, preprocessing, workers, keep_going, summary, progress)
+        _check_compatible(out_dir, collection, preprocessing)
+        cache.remove_temporaries(out_dir)
+        jobs = _plan(collection, raw_root, summary, keep_going, tasks)
+        todo = []
+        for job in jobs:
+            if cache.is_case_finished(out_dir, job.task.name, job.case_id):
+                summary.skipped.append(f"{job.task.name}/{job.case_id}")
+            else:
+                todo.append(job)
+        # Written before any case, so that a case folder never exists without them.
+        fs.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict(), indent=cache.JSON_INDENT)
+        fs.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict(), indent=cache.JSON_INDENT)
+        try:
+            _execute(todo, out_dir, preprocessing, workers, keep_going, summary, progress)
+        except KeyboardInterrupt:
+            total = len(summary.done) + len(summary.skipped)
+            kept = f"{len(summary.done)} case(s) prepared by this run, {total} of {len(jobs)} in {out_dir}, are kept"
+            raise Interrupted(
+                f"{kept if total else f'no case was prepared in {out_dir}'} (a case in progress is discarded); "
+                "run the same command again to resume"
+            ) from None
+        finally:
+            if _has_prepared_cases(out_dir):
+                write_manifest(out_dir, collection, preprocessing, jobs, summary, keep_others=tasks is not None)
     finally:
-        write_manifest(out_dir, collection, preprocessing, jobs, summary, keep_others=tasks is not None)
+        if not _has_prepared_cases(out_dir):
+            _remove_index(out_dir, created)
     return summary
+
+
+def _remove_index(out_dir: Path, created: bool) -> None:
+    """Nothing was prepared: leave no index files (a corrected rerun may choose another preprocessing), and no
+    folder if this run made it."""
+    for name in (cache.MANIFEST_FILE, cache.COLLECTION_FILE, cache.PREPROCESSING_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    if created:
+        cases = out_dir / cache.CASES_DIR
+        for task_dir in sorted(cases.glob("*")) if cases.is_dir() else []:
+            _rmdir_if_empty(task_dir)
+        _rmdir_if_empty(cases)
+        _rmdir_if_empty(out_dir)
+
+
+def _rmdir_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (or gone): kept as it is
 
 
 def write_manifest(

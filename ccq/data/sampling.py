@@ -10,9 +10,8 @@ Crops read memory-mapped arrays, so a patch costs only its own pages, never a fu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,49 +27,33 @@ from ccq.data.cache import PreparedDataset
 from ccq.data.collection import CHANNELS
 from ccq.data.prepare import channel_lut
 from ccq.errors import CCQError
-from ccq.utils.config import from_fields
+from ccq.utils.config import Config
 
-FOREGROUND_MODES = ("bbox", "location")
-TASK_WEIGHTINGS = ("cases", "balanced")
+ForegroundMode = Literal["bbox", "location"]
+TaskWeighting = Literal["cases", "balanced"]
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
+class SamplingConfig(Config):
     """How patches are drawn (official defaults); the augmentation is nested so one JSON holds both."""
 
     foreground_fraction: float = 0.8
     """Share of crops placed on foreground; the rest are placed anywhere."""
-    foreground_mode: str = "bbox"
+    foreground_mode: ForegroundMode = "bbox"
     """``bbox`` (official): crop start uniform inside the foreground box, enlarged by ``bbox_margin`` and to
     at least the crop size. ``location`` (nnU-Net style): centred on a stored voxel of a labeled channel."""
     bbox_margin: int = 32
-    task_weighting: str = "cases"
+    task_weighting: TaskWeighting = "cases"
     """``cases`` (official): tasks in proportion to their case counts; ``balanced``: all tasks equally."""
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= float(self.foreground_fraction) <= 1.0:
-            raise CCQError(f"sampling.foreground_fraction={self.foreground_fraction}: expected a value in [0, 1]")
-        if self.foreground_mode not in FOREGROUND_MODES:
-            raise CCQError(f"sampling.foreground_mode={self.foreground_mode!r}: expected one of {FOREGROUND_MODES}")
-        if self.task_weighting not in TASK_WEIGHTINGS:
-            raise CCQError(f"sampling.task_weighting={self.task_weighting!r}: expected one of {TASK_WEIGHTINGS}")
-        if int(self.bbox_margin) < 0:
-            raise CCQError(f"sampling.bbox_margin={self.bbox_margin}: expected a non-negative integer")
-        if isinstance(self.augmentation, Mapping):
-            object.__setattr__(self, "augmentation", AugmentationConfig.from_dict(self.augmentation))
-        if not isinstance(self.augmentation, AugmentationConfig):
-            raise CCQError(f"sampling.augmentation={self.augmentation!r}: expected a mapping of augmentation fields")
+    config_name = "sampling"
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["augmentation"] = self.augmentation.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SamplingConfig:
-        """From JSON data; an unknown field or a wrongly typed value is a CCQError naming it."""
-        return from_fields(cls, data, "sampling")
+    def _validate(self) -> None:
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            self._fail("foreground_fraction", "a value in [0, 1]")
+        if self.bbox_margin < 0:
+            self._fail("bbox_margin", "a non-negative integer")
 
     def without_augmentation(self) -> SamplingConfig:
         return dataclasses.replace(self, augmentation=dataclasses.replace(self.augmentation, enabled=False))

@@ -22,16 +22,22 @@ OVERLAYS_DIR = "overlays"
 PROBABILITIES_SUFFIX = "_probabilities.npz"
 
 
+def case_folder(out_dir: str | Path, case: str) -> Path:
+    """``OUT/CASE``, with ``case`` checked to be a plain name that stays inside ``OUT`` (`ccq.utils.fs.child_path`)."""
+    return fs.child_path(out_dir, case, "case name")
+
+
 def task_files(case_dir: Path, task: str, *, probabilities: bool = False) -> list[Path]:
-    paths = [case_dir / f"{task}.nii.gz"]
-    return paths + [case_dir / f"{task}{PROBABILITIES_SUFFIX}"] if probabilities else paths
+    fs.check_name(task, "task name")
+    paths = [fs.child_path(case_dir, f"{task}.nii.gz", "task file")]
+    return paths + [fs.child_path(case_dir, f"{task}{PROBABILITIES_SUFFIX}", "task file")] if probabilities else paths
 
 
 def output_paths(
     out_dir: str | Path, case: str, task_names: Sequence[str], *, probabilities: bool = False
 ) -> list[Path]:
     """Every file a case writes (label maps, probabilities, then labels.json; overlays are listed apart)."""
-    case_dir = Path(out_dir) / case
+    case_dir = case_folder(out_dir, case)
     paths = [p for name in task_names for p in task_files(case_dir, name, probabilities=probabilities)]
     return paths + [case_dir / LABELS_FILE]
 
@@ -74,7 +80,7 @@ class CaseWriter:
     def __init__(
         self, out_dir: str | Path, case: str, *, affine: np.ndarray, header: Any = None, overwrite: bool = False
     ) -> None:
-        self.case, self.case_dir = case, Path(out_dir) / case
+        self.case, self.case_dir = case, case_folder(out_dir, case)
         self.affine, self.header, self.overwrite = np.asarray(affine, dtype=np.float64), header, overwrite
         self.tasks: dict[str, dict[str, Any]] = {}
         self.written: list[Path] = []

@@ -9,11 +9,15 @@ in any viewer. Rescale slope and intercept are applied by the reader (GDCM), so 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ccq import limits
 from ccq.errors import CCQError
 from ccq.io.image import ImageVolume, IntensityWarning, check_volume
 
@@ -27,12 +31,26 @@ def _short(err: BaseException) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
+@contextlib.contextmanager
+def quiet_itk() -> Iterator[None]:
+    """ITK's warnings off (it prints several lines for a folder without DICOM): ccq says what is wrong itself."""
+    import SimpleITK as sitk
+
+    before = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(before)
+
+
 def series_ids(folder: str | Path) -> list[str]:
     """The DICOM SeriesInstanceUIDs of the files directly in ``folder`` (empty: no DICOM series there)."""
     import SimpleITK as sitk
 
     try:
-        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        with quiet_itk():
+            return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     except RuntimeError as err:
         raise CCQError(f"{folder}: cannot scan for DICOM series: {_short(err)}") from err
 
@@ -71,14 +89,16 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> ImageVol
     folder = Path(folder)
     uid = choose_series(folder, series)
     reader = sitk.ImageSeriesReader()
-    files = reader.GetGDCMSeriesFileNames(str(folder), uid)
+    files = series_files(folder, uid)
     where = f"DICOM series {uid} in {folder}"
     if len(files) < 2:
         raise CCQError(f"{where} has {len(files)} slice; expected a 3D volume with several slices")
+    check_series_size(files, where)
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
-        image = reader.Execute()
+        with quiet_itk():
+            image = reader.Execute()
     except RuntimeError as err:
         raise CCQError(f"cannot read {where}: {_short(err)}") from err
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
@@ -93,3 +113,30 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> ImageVol
     affine = ras_affine(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     array, affine = check_volume(np.ascontiguousarray(array, dtype=np.float32), affine, where)
     return ImageVolume(array=array, affine=affine, source=str(folder), modality=modality)
+
+
+def series_files(folder: str | Path, uid: str) -> list[str]:
+    """The files of series ``uid`` in ``folder``, in slice order."""
+    import SimpleITK as sitk
+
+    with quiet_itk():
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+
+
+def check_series_size(files: list[str], where: str) -> None:
+    """The series' voxels (its first file's rows x columns x frames, times the files) within `ccq.limits` and
+    the memory available, read from one header before any pixel data."""
+    import SimpleITK as sitk
+
+    info = sitk.ImageFileReader()
+    info.SetFileName(files[0])
+    try:
+        with quiet_itk():
+            info.ReadImageInformation()
+    except RuntimeError as err:
+        raise CCQError(f"cannot read {where}: {files[0]}: {_short(err)}") from err
+    size = [*info.GetSize(), 1][:3]
+    shape = (int(size[0]), int(size[1]), int(size[2]) * len(files))
+    limits.check_voxels(shape, where, "holds")
+    # GDCM returns at most float64 voxels (rescaled), which become a float32 array [i, j, k]: 12 bytes a voxel.
+    limits.check_memory(math.prod(shape) * 12, where, f"its {limits.shape_text(shape)} voxels")

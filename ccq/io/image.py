@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ccq import limits
 from ccq.errors import CCQError
 
 AIR_BELOW_HU = -500.0
@@ -43,7 +44,8 @@ def check_volume(array: np.ndarray, affine: np.ndarray, where: str) -> tuple[np.
     """A 3D float32 array and an invertible 4x4 float64 affine, or a one-line CCQError naming ``where``.
 
     A trailing singleton axis (``[X, Y, Z, 1]``, as some converters write) is dropped; a single slice
-    (an axis of size 1) is refused: the network segments volumes, not 2D images.
+    (an axis of size 1) is refused: the network segments volumes, not 2D images; so are voxel sizes no CT has
+    (`ccq.limits.check_spacing`).
     """
     array = np.asarray(array)
     shape = tuple(array.shape)
@@ -59,6 +61,7 @@ def check_volume(array: np.ndarray, affine: np.ndarray, where: str) -> tuple[np.
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise CCQError(f"{where}: affine {affine.tolist()} is not an invertible 4x4 voxel-to-world matrix")
+    limits.check_spacing(np.linalg.norm(affine[:3, :3], axis=0), where, "voxel sizes")
     return array, affine
 
 

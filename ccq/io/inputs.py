@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccq.data.nifti_file import check_size, open_header
 from ccq.errors import CCQError
-from ccq.io.dicom import choose_series, read_dicom_series, series_ids
+from ccq.io.dicom import check_series_size, choose_series, read_dicom_series, series_files, series_ids
 from ccq.io.image import ImageVolume
 from ccq.io.nifti import is_nifti_name, nifti_stem, read_nifti
 
@@ -32,6 +33,7 @@ class CaseInput:
 def find_cases(path: str | Path, series: str | None = None) -> list[CaseInput]:
     """The cases ``path`` holds (see the module docstring); ``series`` picks one DICOM series of a folder."""
     path = Path(path).expanduser()
+    _refuse_broken_link(path, "-i ")
     if path.is_file():
         if not is_nifti_name(path):
             hint = "; for DICOM, give the folder holding the series" if path.suffix.lower() in (".dcm", "") else ""
@@ -41,7 +43,9 @@ def find_cases(path: str | Path, series: str | None = None) -> list[CaseInput]:
         return [CaseInput(nifti_stem(path), path, "nifti")]
     if not path.is_dir():
         raise CCQError(f"-i {path}: no such file or folder; {EXPECTED}")
-    niftis = sorted(p for p in path.iterdir() if p.is_file() and is_nifti_name(p))
+    niftis = sorted(p for p in path.iterdir() if is_nifti_name(p) and (p.is_file() or p.is_symlink()))
+    for p in niftis:
+        _refuse_broken_link(p, f"-i {path}: ")
     if niftis:
         if series is not None:
             raise CCQError(f"--series {series}: -i {path} is a folder of NIfTI files; --series chooses a DICOM series")
@@ -57,38 +61,26 @@ def find_cases(path: str | Path, series: str | None = None) -> list[CaseInput]:
     return [CaseInput(path.resolve().name or "dicom", path, "dicom", uid)]
 
 
+def _refuse_broken_link(path: Path, prefix: str) -> None:
+    if path.is_symlink() and not path.exists():
+        raise CCQError(f"{prefix}{path} is a broken symbolic link (to {path.readlink()}); {EXPECTED}")
+
+
 def probe_case(case: CaseInput) -> None:
     """Check what can be checked without reading the voxels (a NIfTI header; a series' slice count)."""
     if case.kind == "dicom":
-        import SimpleITK as sitk
-
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(case.path), case.series)
+        files = series_files(case.path, str(case.series))
+        where = f"DICOM series {case.series} in {case.path}"
         if len(files) < 2:
-            raise CCQError(
-                f"DICOM series {case.series} in {case.path} has {len(files)} slice; expected a 3D volume with "
-                "several slices"
-            )
+            raise CCQError(f"{where} has {len(files)} slice; expected a 3D volume with several slices")
+        check_series_size(files, where)
         return
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(case.path))
-    except Exception as err:  # nibabel raises many types for a bad header; the user needs only the file name
-        raise CCQError(f"cannot read image {case.path}: {_short(err)}; expected a NIfTI file") from err
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise CCQError(f"image {case.path} is a {type(img).__name__}; expected a NIfTI file")
-    shape = tuple(img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3:
-        raise CCQError(f"image {case.path} has shape {tuple(img.shape)}; expected a 3D volume [X, Y, Z]")
-    if min(shape) < 2:
-        raise CCQError(f"image {case.path} has shape {shape}, a single slice; expected a 3D volume with several slices")
-
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) < 160 else text[:157] + "..."
+    header = open_header(case.path, what="image")
+    check_size(header, as_float=True)
+    if min(header.shape) < 2:
+        raise CCQError(
+            f"image {case.path} has shape {header.shape}, a single slice; expected a 3D volume with several slices"
+        )
 
 
 def read_case(case: CaseInput) -> ImageVolume:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-
-from ccq.data.geometry import load_nifti
+from ccq.data.nifti_file import read_nifti_file
 from ccq.io.image import ImageVolume, check_volume
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -28,7 +26,7 @@ def nifti_stem(path: str | Path) -> str:
 def read_nifti(path: str | Path) -> ImageVolume:
     """A 3D NIfTI CT -> `ImageVolume` (float32 HU with the header's scaling applied); one-line CCQError otherwise."""
     path = Path(path)
-    array, affine = load_nifti(path, what="image", case=nifti_stem(path), as_float=True)
+    array, affine, header = read_nifti_file(path, what="image", case=nifti_stem(path), as_float=True)
     array, affine = check_volume(array, affine, f"image {path}")
-    header = nib.load(str(path)).header.copy()  # parsed already by load_nifti: header only, no voxels
+    header = header.copy()
     return ImageVolume(array=array, affine=affine, source=str(path), header=header)

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, get_args
 
-from ccq.errors import CCQError
+from ccq.utils.config import Config
 
-Arch = Literal["ccq", "dodnet", "multinets", "tal", "multihead", "condenc", "conddec"]
+BaselineArch = Literal["multinets", "tal", "multihead", "condenc", "conddec"]
+Arch = Literal["ccq", "dodnet", BaselineArch]
 SkipMode = Literal["attentive", "paper", "additive"]
 Activation = Literal["leaky_relu", "relu"]
 
-_ARCHS = ("ccq", "dodnet", "multinets", "tal", "multihead", "condenc", "conddec")
-BASELINE_ARCHS = ("multinets", "tal", "multihead", "condenc", "conddec")
+BASELINE_ARCHS: tuple[str, ...] = get_args(BaselineArch)
 """The paper's Table 1 baselines other than DoDNet (docs/baselines.md): the bottleneck F feeds the decoder."""
-_SKIPS = ("attentive", "paper", "additive")
-_ACTIVATIONS = ("leaky_relu", "relu")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """Every width, depth and switch of CCQ and of the DoDNet baseline.
 
     Defaults are the official CCQ (DESIGN §2); presets in `ccq.models.presets` name the variants.
@@ -69,73 +66,57 @@ class ModelConfig:
     # Dynamic head
     head_channels: int = 8
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
-        for name in ("encoder_channels", "encoder_blocks", "decoder_channels"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        self._validate()
+    config_name = "model config"
 
     # ------------------------------------------------------------------ validation
-    def _fail(self, field: str, value: Any, expected: str) -> None:
-        raise CCQError(f"model config: {field}={value!r}: expected {expected}")
-
     def _validate(self) -> None:
-        if self.arch not in _ARCHS:
-            self._fail("arch", self.arch, f"one of {_ARCHS}")
-        if self.skip not in _SKIPS:
-            self._fail("skip", self.skip, f"one of {_SKIPS}")
-        if self.activation not in _ACTIVATIONS:
-            self._fail("activation", self.activation, f"one of {_ACTIVATIONS}")
+        """What the field types cannot say (types, choices and tuple lengths are checked before)."""
+        for name in ("patch_size", "encoder_channels", "encoder_blocks", "decoder_channels"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if self.num_tasks < 1:
-            self._fail("num_tasks", self.num_tasks, "a positive integer")
+            self._fail("num_tasks", "a positive integer")
         levels = len(self.encoder_channels)
         if levels < 2 or len(self.encoder_blocks) != levels:
-            self._fail("encoder_blocks", self.encoder_blocks, f"{levels} entries, one per encoder stage")
+            self._fail("encoder_blocks", f"{levels} entries, one per encoder stage")
         if len(self.decoder_channels) != levels - 1:
-            self._fail("decoder_channels", self.decoder_channels, f"{levels - 1} entries (one per skip level)")
-        if len(self.patch_size) != 3:
-            self._fail("patch_size", self.patch_size, "three integers (D, H, W)")
+            self._fail("decoder_channels", f"{levels - 1} entries (one per skip level)")
         factor = self.downsampling
         if any(p <= 0 or p % factor for p in self.patch_size):
-            self._fail("patch_size", self.patch_size, f"positive sizes divisible by {factor}")
+            self._fail("patch_size", f"positive sizes divisible by {factor}")
         skips = self.encoder_channels[:-1]
         expected = (*reversed(skips[:-1]), self.decoder_channels[-1])
         if self.decoder_channels != expected:
             self._fail(
                 "decoder_channels",
-                self.decoder_channels,
-                f"{expected}: each level's block must output the channels of the next (shallower) skip {skips}",
+                f"{list(expected)}: each level's block must output the channels of the next (shallower) skip "
+                f"{list(skips)}",
             )
         if self.arch != "ccq" and self.encoder_channels[-1] != skips[-1]:
             self._fail(
                 "encoder_channels",
-                self.encoder_channels,
                 f"the same last two entries for arch {self.arch!r} (its decoder adds the bottleneck to the deepest "
                 "skip)",
             )
         channels = (self.stem_channels, *self.encoder_channels, *self.decoder_channels)
-        for c in channels:
-            if c % self.norm_groups:
-                self._fail("norm_groups", self.norm_groups, f"a divisor of every channel count {channels}")
+        if any(c % self.norm_groups for c in channels):
+            self._fail("norm_groups", f"a divisor of every channel count {list(channels)}")
         if self.dim % self.heads:
-            self._fail("heads", self.heads, f"a divisor of dim={self.dim}")
-        if self.decoder_channels[-1] % self.norm_groups:
-            self._fail("decoder_channels", self.decoder_channels, "a last entry divisible by norm_groups")
+            self._fail("heads", f"a divisor of dim={self.dim}")
         if not 0.0 <= self.dropout < 1.0:
-            self._fail("dropout", self.dropout, "a probability in [0, 1)")
+            self._fail("dropout", "a probability in [0, 1)")
         if self.arch in BASELINE_ARCHS and self.image_transformer:
-            self._fail("image_transformer", True, f"False for arch {self.arch!r} (the baselines have none)")
+            self._fail("image_transformer", f"false for arch {self.arch!r} (the baselines have none)")
         if self.arch == "ccq" and not self.image_transformer:
-            self._fail("image_transformer", False, "True for arch 'ccq' (its queries read the image tokens)")
+            self._fail("image_transformer", "true for arch 'ccq' (its queries read the image tokens)")
         if self.arch == "dodnet" and self.image_transformer and self.dim != self.encoder_channels[-1]:
             self._fail(
                 "dim",
-                self.dim,
-                f"{self.encoder_channels[-1]} (the bottleneck channels) when the DoDNet "
-                "decoder starts from the image transformer's tokens",
+                f"{self.encoder_channels[-1]} (the bottleneck channels) when the DoDNet decoder starts from the "
+                "image transformer's tokens",
             )
-        if self.num_queries < 1 or self.head_channels < 1:
-            self._fail("num_queries/head_channels", (self.num_queries, self.head_channels), "positive integers")
+        for name in ("num_queries", "head_channels"):
+            if getattr(self, name) < 1:
+                self._fail(name, "a positive integer")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -152,24 +133,3 @@ class ModelConfig:
     def num_tokens(self) -> int:
         d, h, w = self.bottleneck_size
         return d * h * w
-
-    # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        if not isinstance(data, dict):
-            raise CCQError(f"model config: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CCQError(f"model config: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-    def replace(self, **changes: Any) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise CCQError(f"model config: unknown field(s) {unknown}; expected some of {sorted(known)}")
-        return dataclasses.replace(self, **changes)

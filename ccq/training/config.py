@@ -8,41 +8,42 @@ mixed silently: the resolved configuration is what `config.json` records.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from ccq import limits
 from ccq.data.augment import AugmentationConfig
 from ccq.data.sampling import SamplingConfig
 from ccq.errors import CCQError
 from ccq.models.config import ModelConfig
-from ccq.utils.config import from_fields
+from ccq.utils.config import Config, FieldError, FieldsOf, shown
 
-LR_STEPS = ("epoch", "iteration")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-OPTIMIZERS = ("sgd", "adamw")
+LrStep = Literal["epoch", "iteration"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Optimizer = Literal["sgd", "adamw"]
 DEVICES = ("auto", "cpu", "cuda")
+"""Device names besides ``cuda:N`` (not a Literal: N is any GPU index)."""
 FROM_DATA = ("num_tasks",)
 """ModelConfig fields a training run takes from the prepared data, never from `model_overrides`."""
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Everything that decides a training run except the data folder and the run folder."""
 
     preset: str = "official"
     """The preset this configuration started from (recorded, not used)."""
     model: str = "official"
     """Model preset (`ccq.models.get_preset`): official, dodnet, demo, tiny, BASE+ABLATION ..."""
-    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    model_overrides: Annotated[Mapping[str, Any], FieldsOf(ModelConfig)] = field(default_factory=dict)
     """ModelConfig fields changed on top of the model preset (num_tasks always comes from the data)."""
 
     iterations: int = 150_000
     batch_size: int = 2
     """Patches per step (per GPU once training is distributed)."""
-    optimizer: str = "sgd"
+    optimizer: Optimizer = "sgd"
     """"sgd" (official) or "adamw" (converges in fewer iterations: the CPU demo)."""
     lr: float = 0.01
     momentum: float = 0.99
@@ -50,7 +51,7 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 0.0
     poly_power: float = 0.9
-    lr_step: str = "epoch"
+    lr_step: LrStep = "epoch"
     """Poly decay stepped once per ``epoch_iterations`` (official: 2500 epochs x 60) or every iteration."""
     epoch_iterations: int = 60
     grad_clip: float | None = None
@@ -58,7 +59,7 @@ class TrainConfig:
     max_nonfinite_skips: int = 0
     """Steps with a NaN/inf loss that may be skipped (no update) before the run stops; 0 = stop at the first."""
 
-    precision: str = "auto"
+    precision: Precision = "auto"
     """"auto" = bf16 autocast on a CUDA device that supports it, else fp32; "fp16" (CUDA) uses a grad scaler."""
     channels_last: bool = False
     """Keep activations in channels_last_3d memory layout (faster 3D convolutions on most hardware)."""
@@ -104,33 +105,28 @@ class TrainConfig:
     replay_share: float = 0.3
     """Share of the training samples drawn from ``replay`` (used only with it)."""
 
-    def __post_init__(self) -> None:
-        if isinstance(self.sampling, Mapping):
-            object.__setattr__(self, "sampling", SamplingConfig.from_dict(self.sampling))
-        if not isinstance(self.sampling, SamplingConfig):
-            raise CCQError(f"train config: sampling={self.sampling!r}: expected a mapping of sampling fields")
-        if not isinstance(self.model_overrides, Mapping):
-            raise CCQError(
-                f"train config: model_overrides={self.model_overrides!r}: expected a mapping of ModelConfig fields"
-            )
-        _check_model_overrides(self.model_overrides)
-        # Tuples in memory, lists in JSON (as ModelConfig): a config equals its JSON round trip.
-        given = dict(self.model_overrides)
-        overrides = {str(k): tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-        object.__setattr__(self, "model_overrides", overrides)
+    config_name = "train config"
+
+    def _validate(self) -> None:
+        # The overrides' types are checked with the other fields; they are applied later, on top of the model
+        # preset, which the trainer completes with what the data decides.
+        for name in FROM_DATA:
+            if name in self.model_overrides:
+                raise FieldError(
+                    f"model_overrides.{name}",
+                    f"not allowed: {name} comes from the prepared data (its task collection), got "
+                    f"{shown(self.model_overrides[name])}",
+                )
         checks = [
             ("iterations", self.iterations >= 1, "a positive integer"),
             ("batch_size", self.batch_size >= 1, "a positive integer"),
-            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             ("lr", self.lr > 0, "a positive number"),
             ("momentum", 0 <= self.momentum < 1, "a value in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, "a non-negative number"),
             ("poly_power", self.poly_power >= 0, "a non-negative number"),
-            ("lr_step", self.lr_step in LR_STEPS, f"one of {LR_STEPS}"),
             ("epoch_iterations", self.epoch_iterations >= 1, "a positive integer"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "null or a positive number"),
             ("max_nonfinite_skips", self.max_nonfinite_skips >= 0, "0 or more"),
-            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
             ("keep_last", self.keep_last >= 0, "0 or more"),
             ("num_workers", self.num_workers >= 0, "0 or more"),
             ("val_fraction", 0 <= self.val_fraction < 1, "a fraction in [0, 1)"),
@@ -141,64 +137,21 @@ class TrainConfig:
             ("val_batch_size", self.val_batch_size >= 1, "a positive integer"),
             ("save_every", self.save_every >= 1, "a positive integer"),
             ("log_every", self.log_every >= 1, "a positive integer"),
-            ("seed", self.seed >= 0 and self.val_seed >= 0, "non-negative seeds"),
-            ("device", self.device in DEVICES or str(self.device).startswith("cuda:"), f"one of {DEVICES}"),
+            ("seed", self.seed >= 0, "a non-negative integer"),
+            ("val_seed", self.val_seed >= 0, "a non-negative integer"),
+            ("device", self.device in DEVICES or self.device.startswith("cuda:"), "one of auto, cpu, cuda, cuda:N"),
         ]  # fmt: skip
         for name, ok, expected in checks:
             if not ok:
-                raise CCQError(f"train config: {name}={getattr(self, name)!r}: expected {expected}")
+                self._fail(name, expected)
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
-            raise CCQError("train config: nesterov=True needs momentum > 0")
+            self._fail("nesterov", "false when momentum is 0 (Nesterov SGD needs momentum > 0)")
         if not 0 < self.replay_share < 1:
-            raise CCQError(f"train config: replay_share={self.replay_share!r}: expected a fraction in (0, 1)")
+            self._fail("replay_share", "a fraction in (0, 1)")
         for name in ("freeze", "replay"):
             if getattr(self, name) and self.init_from is None:
-                raise CCQError(f"train config: {name}={getattr(self, name)!r}: needs init_from (a trained model)")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        overrides = self.model_overrides.items()
-        out["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides}
-        out["sampling"] = self.sampling.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-        """Build from JSON data; with ``base``, only the given fields change (a config file over a preset)."""
-        changes = dict(data) if isinstance(data, Mapping) else data
-        if base is not None and isinstance(changes, dict) and isinstance(changes.get("sampling"), Mapping):
-            changes["sampling"] = _merge_sampling(base.sampling, changes["sampling"])
-        return from_fields(cls, changes, "train config", base=base)
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict(changes, base=self)
-
-
-def _check_model_overrides(overrides: Mapping[str, Any]) -> None:
-    """Only ModelConfig fields, and none that the data decides (the trainer would pass them twice)."""
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(str(k) for k in overrides if k not in fields)
-    if unknown:
-        allowed = sorted(fields - set(FROM_DATA))
-        raise CCQError(
-            f"train config: model_overrides: unknown ModelConfig field(s) {unknown}; expected some of {allowed}"
-        )
-    for name in FROM_DATA:
-        if name in overrides:
-            raise CCQError(
-                f"train config: model_overrides.{name}={overrides[name]!r}: not allowed; {name} comes from the "
-                "prepared data (its task collection)"
-            )
-
-
-def _merge_sampling(base: SamplingConfig, changes: Mapping[str, Any]) -> SamplingConfig:
-    merged = base.to_dict()
-    for key, value in changes.items():
-        if key == "augmentation" and isinstance(value, Mapping):
-            merged["augmentation"] = {**merged["augmentation"], **value}
-        else:
-            merged[key] = value
-    return SamplingConfig.from_dict(merged)
+                value = getattr(self, name)
+                raise FieldError(name, f"needs init_from (a trained model to start from), got {shown(value)}")
 
 
 # The demo: flips off (the phantom's liver and spleen differ mostly by side, as real ones do), no blur or
@@ -254,12 +207,10 @@ def load_train_config(path: str | Path, base: TrainConfig) -> TrainConfig:
     if not path.is_file():
         raise CCQError(f"--config {path}: no such file; expected a JSON or YAML file of training settings")
     suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(path.read_text(encoding="utf-8"), suffix, str(path))
+    data = parse_collection_text(limits.read_text(path), suffix, str(path))
     if isinstance(data, Mapping) and isinstance(data.get("train"), Mapping):
         data = data["train"]
     try:
         return TrainConfig.from_dict(data, base=base)
     except CCQError as err:
         raise CCQError(f"{path}: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise CCQError(f"{path}: invalid value ({err})") from None

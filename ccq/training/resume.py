@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ccq import limits
 from ccq.checkpoint.io import META_NAME
 from ccq.errors import CCQError
 from ccq.training.config import TrainConfig
@@ -30,8 +31,8 @@ def read_run_record(run_dir: Path) -> dict[str, Any]:
     if not record_path.is_file():
         raise CCQError(f"--resume {run_dir}: no {CONFIG_FILE}; expected a run folder written by `ccq train`")
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        record = limits.parse_json(limits.read_text(record_path), str(record_path), "cannot resume")
+    except OSError as err:
         raise CCQError(f"{record_path}: unreadable ({err}); cannot resume") from None
     if not isinstance(record, dict) or not isinstance(record.get("train"), Mapping):
         raise CCQError(f"{record_path}: no 'train' section; expected the config.json of a `ccq train` run")

@@ -1,74 +1,89 @@
-"""Building the frozen configuration dataclasses from JSON/YAML data, with one-line errors for bad fields.
+"""One typed mechanism for every configuration dataclass: checked against the fields' type hints.
 
-A field's JSON type is checked against its annotation before the dataclass sees it, so ``spacing: 1.5`` or
-``hu_min: "-325"`` is named with what was expected, instead of failing later (or not at all: strings compare).
+The model, training, preprocessing, sampling and augmentation configurations and the task collections are
+frozen dataclasses whose annotations say what a field accepts. `Config` checks those annotations whenever an
+instance is made (from JSON/YAML data, in Python, or by ``replace``), converts JSON's lists into tuples and
+mappings into nested dataclasses, and reports the first problem as one line naming the field path::
+
+    train config: sampling.augmentation.scale_range: expected a list of 2 numbers, got 2
+    data/mots.yaml: tasks[2].organ[0]: expected an integer, got '1'
+
+Understood annotations (`ccq.utils.typecheck` does the checking): ``int``, ``float`` (integers accepted),
+``bool``, ``str``, ``Literal[...]`` (the one place a field's choices are written: where a tuple of them is
+needed, it is ``typing.get_args`` of the Literal), ``tuple[T, ...]`` and ``tuple[T1, T2]``, ``Mapping[K, V]``
+(integer keys may come as digit strings, as JSON writes them), ``X | None``, nested dataclasses (a mapping in
+the data), ``Annotated[T, NonEmpty]``, ``Annotated[Mapping[str, Any], FieldsOf(OtherConfig)]`` and ``Any``.
+Checks the types cannot express (ranges, relations between fields) go in a class's ``_validate`` and fail
+through `Config._fail`, so that they read the same way. A field with ``metadata={"config": False}`` is not
+data (neither read, written nor checked).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, NoReturn, TypeVar
 
-from ccq.errors import CCQError
+from ccq.utils.typecheck import FieldError, FieldsOf, NonEmpty, convert, data_fields, from_data, shown
 
 T = TypeVar("T")
 
-_SCALARS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
-    "float": ("a number", "numbers", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
-    "int": ("an integer", "integers", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
-    "bool": ("true or false", "booleans", lambda v: isinstance(v, bool)),
-    "str": ("a string", "strings", lambda v: isinstance(v, str)),
-}
+__all__ = ["Config", "FieldError", "FieldsOf", "NonEmpty", "from_data", "shown", "to_data"]
 
 
-def field_rule(annotation: Any) -> tuple[str, Callable[[Any], bool]] | None:
-    """(what is expected, check) for a field annotation such as ``"tuple[float, float, float]"`` or
-    ``"int | None"``; None for annotations left to the dataclass itself (nested configs, mappings)."""
-    text = str(annotation).replace(" ", "")
-    if text.endswith("|None"):
-        inner = field_rule(text[: -len("|None")])
-        if inner is None:
-            return None
-        return f"{inner[0]} or null", lambda v: v is None or inner[1](v)
-    if text in _SCALARS:
-        expected, _, check = _SCALARS[text]
-        return expected, check
-    if text.startswith("tuple[") and text.endswith("]"):
-        items = text[len("tuple[") : -1].split(",")
-        variadic = len(items) == 2 and items[1] == "..."
-        if items[0] not in _SCALARS or not (variadic or len(set(items)) == 1):
-            return None
-        _, plural, check = _SCALARS[items[0]]
-        size = None if variadic else len(items)
-
-        def check_list(v: Any) -> bool:
-            return isinstance(v, list | tuple) and (size is None or len(v) == size) and all(map(check, v))
-
-        return (f"a list of {plural}" if size is None else f"a list of {size} {plural}"), check_list
-    return None
+def to_data(value: Any) -> Any:
+    """JSON data of a config: dataclasses as mappings of their data fields, tuples as lists, mapping keys as
+    strings (as JSON has them), so that ``from_data(cls, to_data(c)) == c``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: to_data(getattr(value, name)) for name in data_fields(type(value))}
+    if isinstance(value, list | tuple):
+        return [to_data(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_data(v) for k, v in value.items()}
+    return value
 
 
-def from_fields(cls: type[T], data: Any, what: str, *, base: T | None = None) -> T:
-    """``cls(**data)`` (or ``base`` with the given fields replaced) for JSON data; every problem is a one-line
-    CCQError starting with ``what``: not a mapping, an unknown field, a value of the wrong type. Lists given for
-    tuple fields become tuples."""
-    if not isinstance(data, Mapping):
-        raise CCQError(f"{what}: expected a mapping of fields, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(str(k) for k in data if k not in fields)
-    if unknown:
-        raise CCQError(f"{what}: unknown field(s) {unknown}; expected some of {sorted(fields)}")
-    changes = {}
-    for name, value in data.items():
-        annotation = str(fields[name].type)
-        rule = field_rule(annotation)
-        if rule is not None and not rule[1](value):
-            raise CCQError(f"{what}: {name}={value!r}: expected {rule[0]}")
-        # Lists in JSON, tuples in memory: a config equals its JSON round trip.
-        changes[name] = tuple(value) if annotation.startswith("tuple[") and isinstance(value, list) else value
-    try:
-        return dataclasses.replace(base, **changes) if base is not None else cls(**changes)  # type: ignore[type-var]
-    except (TypeError, ValueError) as err:  # a check the field types cannot express
-        raise CCQError(f"{what}: invalid value ({err})") from None
+_GIVEN = object()
+
+
+class Config:
+    """Base of the frozen configuration dataclasses: every instance has its fields checked and converted
+    against their annotations (then ``_validate``), however it was made; errors name ``config_name``.
+
+    Subclasses put checks the types cannot express in ``_validate`` (never in ``__post_init__``), failing
+    with `_fail`.
+    """
+
+    config_name: ClassVar[str] = "config"
+
+    def __post_init__(self) -> None:
+        try:
+            for name, hint in data_fields(type(self)).items():
+                value = getattr(self, name)
+                converted = convert(value, hint, name)
+                if converted is not value:
+                    object.__setattr__(self, name, converted)
+            self._validate()
+        except FieldError as err:
+            raise err.located(self.config_name) from None
+
+    def _validate(self) -> None:
+        """Checks beyond the field types; raise through `_fail`."""
+
+    def _fail(self, field: str, expected: str, value: Any = _GIVEN) -> NoReturn:
+        """``field: expected <expected>, got <value>`` (default: the field's value)."""
+        got = getattr(self, field) if value is _GIVEN else value
+        raise FieldError(field, f"expected {expected}, got {shown(got)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_data(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: Any, base: T | None = None) -> T:
+        """From JSON/YAML data; with ``base``, only the given fields change (a nested mapping changes only
+        the fields it gives)."""
+        return from_data(cls, data, base=base)
+
+    def replace(self: T, **changes: Any) -> T:
+        """A copy with ``changes`` (checked like data: an unknown field or a wrong type is a FieldError)."""
+        return from_data(type(self), changes, base=self)

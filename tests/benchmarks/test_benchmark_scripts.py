@@ -136,3 +136,12 @@ def test_model_speed_bad_preset_is_one_line_error() -> None:
     )
     assert proc.returncode != 0
     assert "unknown model preset" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from /proc")
+def test_read_speed_smoke() -> None:
+    proc = run_script(str(BENCHMARKS / "read_speed.py"), "--shape", "24", "20", "8", "--repeats", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["shape"] == [24, 20, 8] and set(result["median_s"]) == {"nibabel", "ccq"}
+    assert all(v > 0 for v in result["peak_rss_mib"].values())

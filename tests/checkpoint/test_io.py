@@ -21,6 +21,7 @@ from ccq.checkpoint import (
     save_checkpoint,
 )
 from ccq.checkpoint import io as ckpt_io
+from ccq.checkpoint import swap as ckpt_swap
 from ccq.errors import CCQError
 
 
@@ -140,7 +141,7 @@ def test_saving_creates_missing_parents(tmp_path, save, make_model):
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "rename-aside"])
 def test_existing_checkpoint_is_replaced(tmp_path, save, make_model, monkeypatch, exchange):
     if not exchange:
-        monkeypatch.setattr(ckpt_io, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(ckpt_swap, "_exchange", lambda a, b: False)
     out = tmp_path / "ckpt"
     save(out, make_model(seed=1), source="old")
     new = make_model(seed=2)
@@ -171,7 +172,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, save, make_mode
 def test_failure_between_renames_puts_previous_back(tmp_path, save, make_model, monkeypatch):
     out = tmp_path / "ckpt"
     save(out, make_model(seed=1), source="old")
-    monkeypatch.setattr(ckpt_io, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(ckpt_swap, "_exchange", lambda a, b: False)
     real_rename = os.rename
     calls = []
 
@@ -400,7 +401,11 @@ BAD_JSON = {
     "task-mismatch": (_set("model", "num_tasks", 3), "num_tasks"),
     "extra-type": (_set("extra", [1]), "'extra'"),
     "source-type": (_set("source", 5), "'source'"),
-}
+    "huge-patch": (lambda m: [_set("model", "patch_size", [4096] * 3)(m), _set("preprocessing", "patch_size",
+                                                                            [4096] * 3)(m)], "CCQ_MAX_PATCH_VOXELS"),
+    "zero-spacing": (_set("preprocessing", "spacing", [0.0, 1.0, 1.0]), "spacing"),
+    "tiny-spacing": (_set("preprocessing", "spacing", [0.001, 1.0, 1.0]), "CCQ_MIN_SPACING_MM"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(BAD_JSON))
@@ -450,6 +455,37 @@ def test_missing_unexpected_and_misshapen_weights_are_named(tmp_path, save, make
     one_line_error(
         excinfo, str(out / WEIGHTS_NAME), gone, "stray.weight", reshaped, "missing", "unexpected", "shape"
     )
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf", "int8", "bool"])
+def test_weights_must_be_finite_floating_point(tmp_path, save, make_model, kind):
+    out = save(tmp_path / "ckpt", make_model())
+    key = next(k for k, v in make_model().state_dict().items() if v.is_floating_point())
+
+    def change(tensors):
+        t = tensors[key]
+        if kind in ("nan", "inf"):
+            t.view(-1)[0] = float(kind)
+        else:
+            tensors[key] = t.to(torch.int8 if kind == "int8" else torch.bool)
+
+    _rewrite_weights(out, change)
+    with pytest.raises(CCQError) as excinfo:
+        load_checkpoint(out)
+    words = ["NaN/inf values", f"{key} (1 of"] if kind in ("nan", "inf") else ["tensor type(s)", f"{key} {kind}"]
+    one_line_error(excinfo, str(out / WEIGHTS_NAME), *words)
+
+
+def test_checkpoint_json_is_strict_and_bounded(tmp_path, save, make_model):
+    out = save(tmp_path / "ckpt", make_model())
+    text = (out / META_NAME).read_text()
+    for bad, needle in ((text.replace('"format_version": 1', '"format_version": NaN'), "NaN, which is not JSON"),
+                        (text.replace('"format_version": 1', '"format_version": 1' + "0" * 40), "41 digits"),
+                        (text[:-2] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply")):  # fmt: skip
+        (out / META_NAME).write_text(bad)
+        with pytest.raises(CCQError) as excinfo:
+            read_checkpoint_meta(out)
+        one_line_error(excinfo, str(out / META_NAME), needle)
 
 
 # ---------------------------------------------------------------------------------------- run directories

@@ -83,7 +83,7 @@ def test_bad_preprocessing_file_names_it(phantom: Path) -> None:
     (phantom / "pre.yaml").write_text("hu_min: '-325'\n")
     result = runner.invoke(app, _args(phantom))
     assert isinstance(result.exception, CCQError)
-    assert str(result.exception) == f"{phantom / 'pre.yaml'}: preprocessing: hu_min='-325': expected a number"
+    assert str(result.exception) == f"{phantom / 'pre.yaml'}: preprocessing: hu_min: expected a number, got '-325'"
 
 
 def test_prepare_only_the_tasks_asked_for(phantom: Path) -> None:

@@ -212,6 +212,15 @@ MALFORMED = {
     ),
     "bad task name": (_set(("tasks", 0, "name"), "liver/organ"), "tasks[0].name", "letters, digits"),
     "no tasks": (_set(("tasks",), []), "tasks", "non-empty list"),
+    "label name": (_set(("tasks", 0, "labels", 1), 5), "tasks[0].labels.1", "expected a string, got 5"),
+    "output channel": (
+        _set(("tasks", 0, "output_values"), {"vessel": 1}),
+        "tasks[0].output_values",
+        "'organ', 'tumor'",
+    ),
+    "split field": (_set(("tasks", 1, "split"), {"fraction": 0.2}), "tasks[1].split.fraction", "unknown field"),
+    "seed without fraction": (_set(("tasks", 0, "split"), {"test": ["a"], "seed": 2}), "tasks[0].split.seed", "only"),
+    "huge value": (_set(("tasks", 0, "organ"), ["x" * 10**5]), "tasks[0].organ[0]", "expected an integer, got 'xxx"),
 }
 
 
@@ -226,7 +235,7 @@ def test_malformed_file_names_file_and_field(tmp_path: Path, case: str, suffix: 
         load_collection(path)
     message = str(err.value)
     assert message.startswith(f"{path}: {field}: "), message
-    assert expected in message and "\n" not in message
+    assert expected in message and "\n" not in message and len(message) < len(str(path)) + 300
 
 
 @pytest.mark.parametrize(

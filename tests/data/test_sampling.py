@@ -191,11 +191,11 @@ def test_config_json_round_trip() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"foreground_fraction": "x"}, r"sampling: foreground_fraction='x': expected a number"),
-        ({"bbox_margin": 2.5}, r"sampling: bbox_margin=2.5: expected an integer"),
-        ({"augmentation": 5}, r"sampling.augmentation=5: expected a mapping of augmentation fields"),
-        ({"augmentation": {"noise_p": [0.1]}}, r"augmentation: noise_p=\[0.1\]: expected a number"),
-        ([1, 2], r"sampling: expected a mapping of fields, got list"),
+        ({"foreground_fraction": "x"}, r"sampling: foreground_fraction: expected a number, got 'x'"),
+        ({"bbox_margin": 2.5}, r"sampling: bbox_margin: expected an integer, got 2.5"),
+        ({"augmentation": 5}, r"sampling: augmentation: expected a mapping with fields enabled, scale_p, .*, got 5"),
+        ({"augmentation": {"noise_p": [0.1]}}, r"sampling: augmentation.noise_p: expected a number, got \[0.1\]"),
+        ([1, 2], r"sampling: expected a mapping with fields foreground_fraction, .*, got \[1, 2\]"),
     ],
 )
 def test_wrongly_typed_values_are_named(data, message) -> None:

@@ -66,3 +66,22 @@ def test_other_modality_warns(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         read_dicom_series(folder)
     assert any(issubclass(w.category, IntensityWarning) and "modality 'MR'" in str(w.message) for w in caught)
+
+
+def test_the_series_size_is_checked_before_its_pixels_are_read(tmp_path: Path, monkeypatch) -> None:
+    folder = write_dicom_series(tmp_path / "s", _hu())
+    monkeypatch.setenv("CCQ_MAX_VOXELS", "300")
+    with pytest.raises(CCQError, match=r"DICOM series .* holds 9 x 7 x 5 = 315 voxels; expected at most 300"):
+        read_dicom_series(folder)
+    [case] = find_cases(folder)
+    from ccq.io.inputs import probe_case
+
+    with pytest.raises(CCQError, match="315 voxels"):
+        probe_case(case)  # before anything is predicted or written
+
+
+def test_a_folder_without_dicom_is_one_line_without_itk_warnings(tmp_path: Path, capfd) -> None:
+    (tmp_path / "notes.txt").write_text("no images")
+    with pytest.raises(CCQError, match="no .nii.gz/.nii files and no DICOM series"):
+        find_cases(tmp_path)
+    assert "WARNING" not in capfd.readouterr().err

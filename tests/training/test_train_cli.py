@@ -61,6 +61,9 @@ def test_set_overrides_any_field_and_nested_ones(tiny_prepared: Path, tmp_path: 
     assert _parse_set(["batch_size=4", "sampling.foreground_fraction=0.5", "grad_clip=null"]) == {
         "batch_size": 4, "sampling": {"foreground_fraction": 0.5}, "grad_clip": None,
     }  # fmt: skip
+    # YAML 1.1 reads 1e-3 (no dot) as a string: a learning rate written so is still a number.
+    assert _parse_set(["lr=1e-3", "weight_decay=+2E-5", "preset=1e3x"]) == {"lr": 0.001, "weight_decay": 2e-05,
+                                                                            "preset": "1e3x"}  # fmt: skip
     out = tmp_path / "run"
     args = ["train", "--preset", "demo", "--data", str(tiny_prepared), "--out", str(out), "--iterations", "1",
             "--set", "model=tiny", "--set", "val_every=0", "--set", "sampling.foreground_fraction=0.25",
@@ -101,7 +104,7 @@ def test_train_cli_growth_options_need_their_partners(tiny_prepared: Path, old_p
     assert isinstance(result.exception, CCQError) and "--replay-share: needs --replay" in str(result.exception)
     result = CliRunner().invoke(_app(), [*base, "--freeze", "encoder"])
     assert isinstance(result.exception, CCQError)
-    assert "freeze=('encoder',): needs init_from" in str(result.exception)
+    assert "train config: freeze: needs init_from" in str(result.exception)
     result = CliRunner().invoke(_app(), [*base, "--replay", str(old_prepared)])
     assert isinstance(result.exception, CCQError) and "needs init_from" in str(result.exception)
     assert not (tmp_path / "run").exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ccq.errors import CCQError
 from ccq.utils import fs
 
 DEAD_PID = 2**22 + 12345  # above the default pid_max, so no such process
@@ -59,3 +60,52 @@ def test_os_error_message_is_one_line() -> None:
         "/out/x: Read-only file system"
     )
     assert fs.os_error_message(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"
+
+
+@pytest.mark.parametrize("name,problem", [
+    ("..", "names a folder itself"), (".", "names a folder itself"), ("", "is empty"), ("a/b", "path separator"),
+    ("a\0b", "path separator"), (".hidden", "starts with '.'"), ("x" * 300, "300 bytes long"),
+])  # fmt: skip
+def test_names_from_user_data_must_be_plain(name: str, problem: str) -> None:
+    with pytest.raises(CCQError, match=problem) as info:
+        fs.check_name(name, "case name", "input /data/x.nii.gz")
+    assert "(from input /data/x.nii.gz)" in str(info.value) and len(str(info.value)) < 250
+    assert fs.check_name("liver_0", "case name") == "liver_0"
+
+
+def test_a_child_path_stays_inside_its_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    assert fs.child_path(out, "case", "case name") == out / "case"
+    (out / "inside").symlink_to(out / "case")  # a link within the folder is fine
+    assert fs.child_path(out, "inside", "case name") == out / "inside"
+    (out / "escape").symlink_to(tmp_path)
+    with pytest.raises(CCQError, match=r"out/escape is a symbolic link to .*, outside .*out; refusing"):
+        fs.child_path(out, "escape", "case name")
+    with pytest.raises(CCQError, match=r"case name '\.\.'"):
+        fs.child_path(out, "..", "case name")
+
+
+def test_os_errors_name_the_users_path(tmp_path: Path) -> None:
+    final = tmp_path / "case" / "liver.nii.gz"
+    tmp = fs.temporary_path(final, keep_suffix=True)
+    assert fs.final_path(tmp) == final and fs.final_path(fs.temporary_path(final)) == final
+    err = IsADirectoryError(errno.EISDIR, "Is a directory", str(tmp), None, str(final))
+    expected = f"{final} is a folder; expected a file there (remove it or choose another output)"
+    assert fs.os_error_message(err) == expected
+    (tmp_path / "a-file").write_text("")
+    deep = tmp_path / "a-file" / "x" / "y"
+    err = NotADirectoryError(errno.ENOTDIR, "Not a directory", str(deep))
+    assert fs.os_error_message(err) == (f"{deep}: Not a directory ({tmp_path / 'a-file'} is a file, not a folder; "
+                                        "choose another path)")  # fmt: skip
+    err = NotADirectoryError(errno.ENOTDIR, "Not a directory", str(tmp_path / "a-file" / "x"))
+    assert fs.os_error_message(err) == f"{tmp_path / 'a-file' / 'x'}: Not a directory"  # the parent: already plain
+
+
+def test_an_output_folder_with_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    fs.check_output_folder(tmp_path / "new" / "out", "-o")
+    with pytest.raises(CCQError, match=r"^-o .*f exists and is a file; expected a folder"):
+        fs.check_output_folder(tmp_path / "f", "-o")
+    with pytest.raises(CCQError, match=r"^-o .*f/out: .*f is a file, not a folder"):
+        fs.check_output_folder(tmp_path / "f" / "out", "-o")

@@ -1,5 +1,6 @@
-"""The whole of ``ccq predict``: find the inputs, check everything that can fail before any work, then predict and
-write case after case (a task at a time, so a large CT never has all its tasks at full resolution in memory)."""
+"""The whole of ``ccq predict`` (the folder runner): find the inputs (one CT or a folder of cases), check everything
+that can fail before any work, then predict and write case after case (a task at a time, so a large CT never has all
+its tasks at full resolution in memory)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccq.data.collection import CHANNELS, TaskSpec
-from ccq.errors import CCQError
+from ccq.errors import CCQError, Interrupted
 from ccq.io import CaseInput, IntensityWarning, find_cases, read_case
 from ccq.io.inputs import probe_case
+from ccq.utils import fs
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,13 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
     ``predictor``: a ready `Predictor` to use instead of loading ``options.model`` with the options' settings
     (a benchmark's stand-in model, or one loaded once for several runs)."""
     from ccq.inference.predictor import Predictor
-    from ccq.inference.writer import OVERLAYS_DIR, CaseWriter, check_outputs_free, output_paths
+    from ccq.inference.writer import LABELS_FILE, OVERLAYS_DIR, CaseWriter, check_outputs_free, output_paths
     from ccq.utils.progress import progress_bar
 
+    fs.check_output_folder(options.output, "-o")
     cases: list[CaseInput] = find_cases(options.input_path, options.series)
     for case in cases:
+        fs.check_name(case.name, "case name", f"input {case.path}")  # OUT/NAME: an input ...nii.gz would be OUT/..
         probe_case(case)  # headers only: a bad file in a batch fails now, with nothing written
     # One input: a bar over its windows (minutes on a CPU); several: a bar over the cases.
     if predictor is None:
@@ -102,33 +106,41 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
     bar = progress_bar(
         cases, desc="predict", unit="case", disable=not options.progress or len(cases) < 2, file=sys.stderr
     )
-    for case in bar:
-        with _intensity_warnings_to(echo):
-            image = read_case(case)
-            prepared = predictor.prepare(image)
-        if not options.overlays:
-            del image  # the prediction does not need the CT any more: free its memory
-        writer = CaseWriter(
-            options.output, case.name, affine=prepared.affine, header=prepared.header, overwrite=options.overwrite
-        )
-        masks: dict[str, object] = {}
-        labelled = structure_names(specs)
-        for result in predictor.iter_tasks(prepared, specs, keep_probabilities=options.save_probabilities):
-            writer.write_task(
-                result.task, result.label, probabilities=result.probabilities,
-                rule=None if result.rule is None else result.rule.to_dict(),
-            )  # fmt: skip
+    try:
+        for case in bar:
+            with _intensity_warnings_to(echo):
+                image = read_case(case)
+                prepared = predictor.prepare(image)
+            if not options.overlays:
+                del image  # the prediction does not need the CT any more: free its memory
+            writer = CaseWriter(
+                options.output, case.name, affine=prepared.affine, header=prepared.header, overwrite=options.overwrite
+            )
+            masks: dict[str, object] = {}
+            labelled = structure_names(specs)
+            for result in predictor.iter_tasks(prepared, specs, keep_probabilities=options.save_probabilities):
+                writer.write_task(
+                    result.task, result.label, probabilities=result.probabilities,
+                    rule=None if result.rule is None else result.rule.to_dict(),
+                )  # fmt: skip
+                if options.overlays:
+                    masks.update({labelled[(result.task.name, c)]: m for c, m in result.masks.items()})
+                del result
+            extra = {**settings, **({"series": case.series} if case.series else {})}
             if options.overlays:
-                masks.update({labelled[(result.task.name, c)]: m for c, m in result.masks.items()})
-            del result
-        extra = {**settings, **({"series": case.series} if case.series else {})}
-        if options.overlays:
-            from ccq.viz.overlays import write_overlays
+                from ccq.viz.overlays import write_overlays
 
-            pictures = write_overlays(image.array, image.affine, masks, writer.case_dir / OVERLAYS_DIR)
-            extra["overlays"] = [str(p.relative_to(writer.case_dir)) for p in pictures]
-            del image, masks
-        writer.finish(extra, source=prepared.source)
-        echo(f"{case.path.name}: {', '.join(names)} -> {writer.case_dir}")
-        done.append(writer.case_dir)
+                pictures = write_overlays(image.array, image.affine, masks, writer.case_dir / OVERLAYS_DIR)
+                extra["overlays"] = [str(p.relative_to(writer.case_dir)) for p in pictures]
+                del image, masks
+            writer.finish(extra, source=prepared.source)
+            echo(f"{case.path.name}: {', '.join(names)} -> {writer.case_dir}")
+            done.append(writer.case_dir)
+    except KeyboardInterrupt:
+        partial = [c.name for c in cases[len(done) : len(done) + 1] if (options.output / c.name).exists()]
+        again = "run the command again" + (" with --overwrite (or -i naming the rest)" if done or partial else "")
+        raise Interrupted(
+            f"{len(done)} of {len(cases)} case(s) complete in {options.output} (each with its {LABELS_FILE})"
+            f"{''.join(f'; {name} is partly written (no {LABELS_FILE})' for name in partial)}; to finish, {again}"
+        ) from None
     return done
