@@ -220,6 +220,7 @@ def freeze_parts(model: nn.Module, names: Iterable[str]) -> dict[str, Any]:
 
 
 def as_record(report: InitReport) -> Mapping[str, Any]:
-    """The log.jsonl record of an initialisation (iteration 0)."""
+    """The log.jsonl record of an initialisation (iteration 0): every tensor with its fate, as config.json."""
     return {"kind": "init_from", "iteration": 0, "checkpoint": report.checkpoint, "added_tasks": report.added_tasks,
-            "counts": report.counts(), "message": report.lines()}  # fmt: skip
+            "counts": report.counts(), "message": report.lines(),
+            "tensors": [c.to_dict() for c in report.tensors]}  # fmt: skip

@@ -54,6 +54,8 @@ def test_old_tasks_logits_are_identical_after_growth(name: str) -> None:
         mixed = torch.tensor([2, 0])  # a batch of two tasks
         assert torch.equal(old(x, mixed), new(x, mixed))
         assert torch.equal(old.forward_all_tasks(x, [0, 1, 2]), new.forward_all_tasks(x, [0, 1, 2]))
+        pairs = [(t, c) for t in range(OLD) for c in (0, 1)]  # the prediction path decodes (task, channel) pairs
+        assert torch.equal(old.forward_channels(x, pairs), new.forward_channels(x, pairs))
         grown = new.forward_all_tasks(x, list(range(OLD + ADDED)))
     assert grown.shape[1] == OLD + ADDED and torch.isfinite(grown).all()
     statuses = {c.status for c in changes}

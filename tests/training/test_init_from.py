@@ -53,6 +53,7 @@ def test_a_grown_run_keeps_the_old_tasks_logits_and_reports_every_tensor(
     assert record["train"]["init_from"] == str(old_run)
     init = [r for r in read_log(tmp_path / "run") if r["kind"] == "init_from"]
     assert len(init) == 1 and init[0]["added_tasks"] == ["spleen"] and init[0]["message"] == lines[1:]
+    assert init[0]["tensors"] == grown["tensors"]  # every tensor, in the log as in config.json
     assert load_checkpoint(result.last).collection.task_names == ("liver", "colon", "spleen")
 
 

@@ -108,3 +108,23 @@ def test_train_cli_growth_options_need_their_partners(tiny_prepared: Path, old_p
     result = CliRunner().invoke(_app(), [*base, "--replay", str(old_prepared)])
     assert isinstance(result.exception, CCQError) and "needs init_from" in str(result.exception)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_conflicting_checkpoint_is_one_line_through_the_entry_point(
+    tiny_prepared: Path, old_run: Path, tmp_path: Path
+) -> None:
+    """A shape change that is not a task-count change: `ccq: error:` naming the tensor, exit 2, no run folder."""
+    import subprocess
+    import sys
+
+    settings = tmp_path / "wider.json"
+    settings.write_text(json.dumps({"model": "tiny", "model_overrides": {"mlp_dim": 48}, "tensorboard": False}))
+    out = tmp_path / "run"
+    args = ["train", "--preset", "demo", "--config", str(settings), "--data", str(tiny_prepared), "--out", str(out),
+            "--iterations", "2", "--no-progress", "--init-from", str(old_run)]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "ccq", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"ccq: error: --init-from {old_run / 'best'}: tensor ")
+    assert "in the checkpoint but" in lines[0] and "mlp_dim 32 -> 48" in lines[0]
+    assert not out.exists()
