@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ccq import limits
 from ccq.data import geometry
+from ccq.data import grid as working
 from ccq.data.cache import FORMAT_VERSION, case_relpath
 from ccq.data.collection import CHANNELS, TaskSpec
 from ccq.data.geometry import CanonicalInfo
+from ccq.data.grid import Grid
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
 
@@ -53,16 +54,21 @@ def normalize_intensity(hu: np.ndarray, preprocessing: PreprocessingConfig) -> n
 
 
 def preprocess_image(
-    array: np.ndarray, affine: np.ndarray, preprocessing: PreprocessingConfig, *, where: str = "image"
+    array: np.ndarray,
+    affine: np.ndarray,
+    preprocessing: PreprocessingConfig,
+    *,
+    where: str = "image",
+    grid: Grid | None = None,
 ) -> tuple[np.ndarray, CanonicalInfo]:
-    """A CT in file voxel order (HU) -> (network-ready float32 [D, H, W], how to map results back).
+    """A CT in file voxel order (HU) -> (network-ready float32 [D, H, W] on ``grid``, how to map results back).
 
-    The working grid's size is checked before resampling (`ccq.limits.check_grid`; ``where`` names the image)."""
+    ``grid``: the working grid (`ccq.data.grid`; default the preprocessing's default grid). Its size is checked
+    before resampling (`ccq.limits.check_grid`; ``where`` names the image)."""
+    grid = preprocessing.default_grid if grid is None else grid
     canon, info = geometry.to_canonical(np.asarray(array, dtype=np.float32), affine)
-    limits.check_grid(info.shape, info.spacing, preprocessing.spacing, where)
-    resampled = geometry.resample(
-        canon, info.spacing, preprocessing.spacing, order=preprocessing.image_interpolation_order
-    )
+    working.check_size(info, grid, where)
+    resampled = working.to_working(canon, info, grid, order=preprocessing.image_interpolation_order)
     return normalize_intensity(resampled, preprocessing), info
 
 
@@ -158,13 +164,16 @@ def prepare_case(
     else:
         lab, lab_src = np.zeros(img.shape, dtype=np.uint8), None
 
-    prepared, info = preprocess_image(img, img_affine, preprocessing, where=f"case {case_id}: image {img_src}")
+    grid = preprocessing.grid(task)  # the task's working grid: the default one unless the preprocessing gives its own
+    prepared, info = preprocess_image(
+        img, img_affine, preprocessing, where=f"case {case_id}: image {img_src}", grid=grid
+    )
     del img
     lab_canon, _ = geometry.to_canonical(lab, img_affine)
-    lab_prepared = geometry.resample(lab_canon, info.spacing, preprocessing.spacing, order=0, shape=prepared.shape)
+    lab_prepared = working.to_working(lab_canon, info, grid, order=0, shape=prepared.shape)
 
     seed = zlib.crc32(f"{task.name}/{case_id}".encode())
-    voxel_ml = float(np.prod(preprocessing.spacing)) / 1000.0
+    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     counts: dict[str, int | None] = {}
     bboxes: dict[str, list | None] = {}
     locations: dict[str, np.ndarray | None] = {}
@@ -188,11 +197,10 @@ def prepare_case(
         "original_spacing": list(info.original_spacing),
         "original_affine": [list(r) for r in info.original_affine],
         "canonical": info.to_dict(),
-        "spacing": list(preprocessing.spacing),
+        "grid": grid.to_dict(),
+        "spacing": list(grid.spacing),
         "shape": shape,
-        "affine": geometry.affine_after_resample(np.asarray(info.affine), info.spacing, preprocessing.spacing)
-        .round(6)
-        .tolist(),
+        "affine": working.working_affine(info, grid).round(6).tolist(),
         # No cropping: the whole prepared grid is kept (random crops need the context); recorded for readers.
         "crop_box": [[0, n] for n in shape],
         "image_dtype": str(prepared.dtype),

@@ -72,9 +72,26 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def read_folders_file(path: str | Path) -> dict[str, str]:
-    """A JSON/YAML mapping ``task name -> folder`` (for raw folders named differently from the collection)."""
+OFFICIAL_FOLDERS = {0: "0Liver", 1: "1Kidney/origin", 2: "2HepaticVessel", 3: "3Pancreas", 4: "4Colon", 5: "5Lung",
+                    6: "6Spleen"}  # fmt: skip
+"""The folders of the authors' prepared MOTS tree (``0123456_spacing_same/``, written by the official
+re_spacing.py), by task id: MSD-style ``imagesTr/``+``labelsTr/``, KiTS19 case folders under ``1Kidney/origin/``
+(docs/official-data-path.md, fact 13)."""
+OFFICIAL_FOLDERS_NAME = "official"
+"""``--folders official``: the `OFFICIAL_FOLDERS` of the collection's tasks (a file of that name takes precedence)."""
+
+
+def official_folders(collection: Collection) -> dict[str, str]:
+    """Task name -> folder of the authors' prepared MOTS tree, for the tasks of ``collection`` (by task id)."""
+    return {t.name: OFFICIAL_FOLDERS[t.id] for t in collection.tasks if t.id in OFFICIAL_FOLDERS}
+
+
+def read_folders_file(path: str | Path, collection: Collection | None = None) -> dict[str, str]:
+    """A JSON/YAML mapping ``task name -> folder`` (for raw folders named differently from the collection); with
+    ``collection``, the name ``official`` (no such file) is the authors' prepared tree (`official_folders`)."""
     path = Path(path).expanduser()
+    if collection is not None and str(path) == OFFICIAL_FOLDERS_NAME and not path.exists():
+        return official_folders(collection)
     if not path.is_file():
         raise CCQError(f"{path}: no such folders file; expected a JSON or YAML mapping task name -> folder")
     suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
@@ -302,6 +319,7 @@ def prepare_collection(
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = PrepareSummary(out_dir=out_dir)
     try:
+        preprocessing.check_tasks(collection.task_names, "preprocessing")
         _check_compatible(out_dir, collection, preprocessing)
         cache.remove_temporaries(out_dir)
         jobs = _plan(collection, raw_root, summary, keep_going, tasks)

@@ -102,14 +102,23 @@ def check_tasks(old: Collection, new: Collection, where: str, new_where: str) ->
     return [t.name for t in new.tasks if t.name not in known]
 
 
-def check_working_grid(old: PreprocessingConfig, new: PreprocessingConfig, where: str, new_where: str) -> None:
-    """CCQError naming the first preprocessing field (patch size aside) that differs."""
+def check_working_grid(
+    old: PreprocessingConfig, new: PreprocessingConfig, where: str, new_where: str, tasks: Iterable[str] = ()
+) -> None:
+    """CCQError naming the first preprocessing field (patch size aside) that differs, or the first of ``tasks``
+    (the kept tasks) whose own working grid (`PreprocessingConfig.grid`: spacing and axes) differs."""
     before, after = old.to_dict(), new.to_dict()
     for key in WORKING_GRID:
         if before.get(key) != after.get(key):
             raise CCQError(
                 f"{new_where}: prepared with {key}={after.get(key)!r} but {where} has {before.get(key)!r}; "
                 "expected the same working grid (prepare with `ccq prepare --preprocessing FILE` holding its values)"
+            )
+    for name in tasks:
+        if old.grid(name) != new.grid(name):
+            raise CCQError(
+                f"{new_where}: task {name!r} prepared on the grid {new.grid(name)} but {where} has "
+                f"{old.grid(name)}; expected the same working grid for every kept task"
             )
 
 
@@ -141,7 +150,7 @@ def init_from_checkpoint(
             "the model preset the checkpoint was trained with (--set model=...)"
         )
     added = check_tasks(old.collection, collection, where, data_where)
-    check_working_grid(old.preprocessing, preprocessing, where, data_where)
+    check_working_grid(old.preprocessing, preprocessing, where, data_where, old.collection.task_names)
     differences = model_differences(old.model_config, config)
     hint = ""
     if differences:

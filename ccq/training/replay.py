@@ -62,7 +62,8 @@ def open_replay(path: str | Path, data: PreparedDataset) -> PreparedDataset:
                     f"{where}: task {task.name!r} has {key}={before.get(key)!r} but {after.get(key)!r} in the "
                     f"collection of {data.root}; expected the same"
                 )
-    check_working_grid(data.preprocessing, replay.preprocessing, f"the data {data.root}", where)
+    check_working_grid(data.preprocessing, replay.preprocessing, f"the data {data.root}", where,
+                       replay.collection.task_names)  # fmt: skip
     if not replay.cases(split="train"):
         raise CCQError(f"{where}: no training cases in its manifest; expected a prepared folder of the old tasks")
     return replay

@@ -131,6 +131,11 @@ def test_the_working_grid_must_match() -> None:
         check_working_grid(pre, dataclasses.replace(pre, spacing=(3.0, 1.5, 1.5)), "ckpt", "data")
     with pytest.raises(CCQError, match="hu_max=200.0"):
         check_working_grid(pre, dataclasses.replace(pre, hu_max=200.0), "ckpt", "data")
+    own = PreprocessingConfig(spacing=pre.spacing, patch_size=pre.patch_size,
+                              task_grids={"liver": {"spacing": [3.0, 1.5, 1.5]}})  # fmt: skip
+    check_working_grid(pre, own, "ckpt", "data", ["colon"])  # another task's own grid: a new task may have one
+    with pytest.raises(CCQError, match="data: task 'liver' prepared on the grid .* but ckpt has"):
+        check_working_grid(pre, own, "ckpt", "data", ["liver", "colon"])
 
 
 def test_freeze_names_are_checked_against_the_models_parts() -> None:
