@@ -47,6 +47,15 @@ def prepare(
             show_default=False,
         ),
     ] = None,
+    only_tasks: Annotated[
+        str | None,
+        typer.Option(
+            "--tasks",
+            help="Prepare only these tasks of the collection, comma-separated (e.g. the tasks a collection adds to a "
+            "trained model's); the folder still records the whole collection.",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Reorient, resample (1.5 x 0.8 x 0.8 mm official) and window every train/test case of a collection.
@@ -55,10 +64,14 @@ def prepare(
     the same command again skips finished cases, so an interrupted run simply resumes.
     """
     from ccq.commands.prepare import PrepareOptions, run_prepare
+    from ccq.errors import CCQError
 
+    only = None if only_tasks is None else tuple(name.strip() for name in only_tasks.split(",") if name.strip())
+    if only is not None and not only:
+        raise CCQError(f"--tasks {only_tasks!r}: expected task names, comma-separated")
     options = PrepareOptions(
         out=out, collection=collection, raw=raw, preprocessing=preprocessing, workers=workers,
-        keep_going=keep_going, folders=folders, progress=progress,
+        keep_going=keep_going, folders=folders, only_tasks=only, progress=progress,
     )  # fmt: skip
     if not run_prepare(options, echo=typer.echo).ok:
         raise typer.Exit(1)

@@ -88,13 +88,53 @@ def train(
             show_default=False,
         ),
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Start from this checkpoint's weights (a checkpoint folder, or a run "
+            "folder: its best/); optimizer, schedule and iteration count start fresh. The --data "
+            "collection keeps the checkpoint's tasks (same names, ids, labels) and may add new ones.",
+            show_default=False,
+        ),
+    ] = None,
+    freeze: Annotated[
+        str | None,
+        typer.Option(
+            "--freeze",
+            help="With --init-from: top-level model parts to keep fixed, comma-separated "
+            "(e.g. encoder,image_transformer).",
+            show_default=False,
+        ),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay",
+            help="With --init-from: a prepared folder of the old tasks' data, replayed so "
+            "that the model does not forget them.",
+            show_default=False,
+        ),
+    ] = None,
+    replay_share: Annotated[
+        float | None,
+        typer.Option(
+            "--replay-share",
+            min=0.0,
+            max=1.0,
+            help="Share of the training samples drawn from --replay [default: 0.3].",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Train CCQ on a prepared collection: partial-label Dice + BCE, poly learning rate, validation Dice on
     held-out training cases.
 
     Writes OUT/config.json (the resolved configuration), OUT/log.jsonl, OUT/curves.png, and the checkpoints
-    OUT/last/ and OUT/best/ (use either with `ccq predict --model`). Several GPUs or nodes: start it with
+    OUT/last/ and OUT/best/ (use either with `ccq predict --model`). To teach a trained model new tasks: a
+    collection that adds tasks to the checkpoint's, `--init-from CKPT`, and `--replay OLD_PREPARED` so that the
+    old tasks are not forgotten (README, "Your own data"). Several GPUs or nodes: start it with
     torchrun, e.g. `torchrun --nproc_per_node 4 -m ccq train ...`. Ctrl-C or SIGTERM saves OUT/last/ and exits
     (code 130 / 143); `--resume` continues it.
     """
@@ -105,7 +145,9 @@ def train(
         out=out, preset=preset, config=config, set_fields=tuple(set_fields or ()), data=data, resume=resume,
         iterations=iterations, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
         channels_last=channels_last, compile_model=compile_model, activation_checkpointing=activation_checkpointing,
-        num_workers=num_workers, progress=progress,
+        num_workers=num_workers, init_from=init_from, replay=replay, replay_share=replay_share,
+        freeze=None if freeze is None else tuple(part.strip() for part in freeze.split(",") if part.strip()),
+        progress=progress,
     )  # fmt: skip
     try:
         run_train(options, echo=typer.echo)

@@ -21,6 +21,8 @@ class PrepareOptions:
     workers: int = flag("--workers", 1)
     keep_going: bool = flag("--keep-going", False)
     folders: Path | None = flag("--folders", None)
+    only_tasks: tuple[str, ...] | None = flag("--tasks", None, spelling="comma")
+    """Prepare only these tasks of the collection (the folder still records the whole collection)."""
     progress: bool = flag("--progress", True, negative="--no-progress")
 
 
@@ -37,7 +39,7 @@ def run_prepare(options: PrepareOptions, echo: Callable[..., None] = print):
     mapping = None if o.folders is None else read_folders_file(o.folders, tasks)
     summary = prepare_collection(
         tasks, o.raw, o.out, config, workers=o.workers, keep_going=o.keep_going, folders=mapping,
-        progress=o.progress,
+        progress=o.progress, tasks=None if o.only_tasks is None else list(o.only_tasks),
     )  # fmt: skip
     echo(summary.report())
     return summary

@@ -39,6 +39,13 @@ class TrainOptions:
         "--activation-checkpointing", None, negative="--no-activation-checkpointing"
     )
     num_workers: int | None = flag("--num-workers", None)
+    init_from: Path | None = flag("--init-from", None)
+    """Start from this checkpoint's weights (a checkpoint folder or a run folder's best/)."""
+    freeze: tuple[str, ...] | None = flag("--freeze", None, spelling="comma")
+    """With init_from: top-level model parts kept fixed."""
+    replay: Path | None = flag("--replay", None)
+    """With init_from: a prepared folder of the old tasks' data, replayed."""
+    replay_share: float | None = flag("--replay-share", None)
     progress: bool = flag("--progress", True, negative="--no-progress")
 
 
@@ -79,6 +86,10 @@ def resolve_train_config(options: TrainOptions):
         "iterations": o.iterations, "batch_size": o.batch_size, "lr": o.lr, "seed": o.seed, "device": o.device,
         "precision": o.precision, "channels_last": o.channels_last, "compile": o.compile_model,
         "activation_checkpointing": o.activation_checkpointing, "num_workers": o.num_workers,
+        # Paths absolute: config.json must name the same folders when read from elsewhere (--resume, --config).
+        "init_from": None if o.init_from is None else str(Path(o.init_from).expanduser().resolve()),
+        "replay": None if o.replay is None else str(Path(o.replay).expanduser().resolve()),
+        "replay_share": o.replay_share, "freeze": None if o.freeze is None else list(o.freeze),
     }  # fmt: skip
     changes: dict[str, Any] = {**parse_set(o.set_fields), **{k: v for k, v in given.items() if v is not None}}
     data = o.data
@@ -95,6 +106,8 @@ def resolve_train_config(options: TrainOptions):
         resolved = load_train_config(o.config, base) if o.config is not None else base
         if changes:
             resolved = TrainConfig.from_dict(changes, base=resolved)
+    if o.replay_share is not None and resolved.replay is None:
+        raise CCQError("--replay-share: needs --replay (the prepared folder of the old tasks' data)")
     return resolved, data
 
 
@@ -113,6 +126,8 @@ def run_train(options: TrainOptions, echo: Callable[..., None] = print):
             f"iterations on {trainer.device}{ranks} ({trainer.precision.name}): {len(trainer.split.train)} "
             f"training cases, {len(trainer.split.val)} held out for validation -> {out}"
         )
+        if resolved.replay is not None:
+            echo(f"replay: {resolved.replay_share:.0%} of the samples from {resolved.replay}")
     result = trainer.fit()
     if not trainer.dist.is_main:
         return None

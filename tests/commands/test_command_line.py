@@ -33,14 +33,15 @@ CASES = [
     ("prepare", ccq.commands.prepare, "run_prepare", PrepareOptions(out=Path("prep"))),
     ("prepare", ccq.commands.prepare, "run_prepare", PrepareOptions(
         out=Path("prep"), collection="c.yaml", raw=Path("raw"), preprocessing=Path("p.yaml"), workers=3,
-        keep_going=True, folders=Path("f.json"), progress=False)),
+        keep_going=True, folders=Path("f.json"), only_tasks=("liver", "lung"), progress=False)),
     ("train", ccq.commands.train, "run_train", TrainOptions(out=Path("run"))),
     ("train", ccq.commands.train, "run_train", TrainOptions(
         out=Path("run"), preset="demo", config=Path("c.yaml"),
         set_fields=("model=demo", "sampling.foreground_fraction=0.5"),
         data=Path("prep"), resume=True, iterations=7, batch_size=3, lr=0.002, seed=4, device="cpu",
         precision="fp32", channels_last=True, compile_model=False, activation_checkpointing=True, num_workers=0,
-        progress=False)),
+        init_from=Path("old/best"), freeze=("encoder", "image_transformer"), replay=Path("old-prepared"),
+        replay_share=0.25, progress=False)),
     ("train", ccq.commands.train, "run_train", TrainOptions(
         out=Path("run"), channels_last=False, compile_model=True, activation_checkpointing=False)),
     ("predict", ccq.inference.runner, "run_predict", PredictOptions(
