@@ -30,7 +30,8 @@ def run_prepare(options: PrepareOptions, echo: Callable[..., None] = print):
     """Prepare every train/test case of the collection; prints and returns the run's summary (its ``ok`` is
     False when a case failed under ``keep_going``)."""
     from ccq.data.collection import load_collection
-    from ccq.data.prepare_run import prepare_collection, read_folders_file
+    from ccq.data.dataset_folders import read_folders_file
+    from ccq.data.prepare_run import prepare_collection
     from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
 
     o = options
