@@ -65,7 +65,7 @@ def write_folder(root: Path, n_cases: int, shape: tuple[int, int, int]) -> None:
         case = prepare_case((image, affine), (label, affine), collection.task(0), OFFICIAL_PREPROCESSING,
                             case_id=f"case_{i}")  # fmt: skip
         del image, label
-        cache.write_case(root, "organ", f"case_{i}", image=case.image, label=case.label,
+        cache.write_case(root, "organ", f"case_{i}", image=case.hu, label=case.label,
                          locations=case.locations, meta=case.meta)  # fmt: skip
         entries.append(case.meta)
     cache.write_index(root, collection, OFFICIAL_PREPROCESSING, entries)

@@ -1,4 +1,11 @@
-"""Preparing one case: validate a CT and its label map, reorient, resample, window, find the foreground.
+"""Preparing one case: validate a CT and its label map, reorient, resample, window, crop, find the foreground.
+
+Memory stays bounded on the longest scans: the CT is read as stored (int16 for most: 2 bytes per voxel, never a
+float32 copy of it), reoriented as a view and resampled slab by slab (`ccq.data.geometry.resample_slabs`) into
+int16 HU, rounded to integers (as the official code stores them) and clipped to the HU window; the window's
+scaling is applied when a patch is read (`ccq.data.cache`). The case is cropped to its body: the box of the voxels
+above the window's floor or labeled. Every voxel outside that box windows to the floor, exactly what a reader
+fills it with, so the crop loses nothing (no margin is needed for that).
 
 The collection-level runner (enumeration, workers, manifest) is :mod:`ccq.data.prepare_run`; the geometry is
 :mod:`ccq.data.geometry`; the on-disk format is :mod:`ccq.data.cache`. Inference reuses `preprocess_image`
@@ -8,7 +15,7 @@ and `ccq.data.geometry.to_original_grid` so that a CT is treated exactly as the 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from ccq import limits
-from ccq.data import geometry
+from ccq.data import geometry, nifti_file
 from ccq.data.cache import FORMAT_VERSION, case_relpath
+from ccq.data.chunked import CODEC, DEFAULT_CHUNKS
 from ccq.data.collection import CHANNELS, TaskSpec
 from ccq.data.geometry import CanonicalInfo
 from ccq.data.preprocessing import PreprocessingConfig
@@ -30,18 +38,27 @@ Volume = str | Path | tuple[np.ndarray, np.ndarray]
 """A NIfTI path, or an (array in file voxel order, 4x4 voxel -> RAS mm affine) pair."""
 
 
+INT16_RANGE = (-32768, 32767)
+
+
 @dataclass(frozen=True)
 class PreparedCase:
-    """One case on the prepared grid, ready for `ccq.data.cache.write_case`."""
+    """One case on the prepared grid, ready for `ccq.data.cache.write_case` (which crops it to ``crop_box``)."""
 
-    image: np.ndarray
-    """float32 [D, H, W], windowed and scaled."""
+    hu: np.ndarray
+    """int16 [D, H, W], the whole working grid: HU rounded to integers and clipped to the window."""
     label: np.ndarray
     """uint8 [D, H, W], the dataset's label values."""
     locations: dict[str, np.ndarray | None]
     """Per channel, int32 [N, 3] (z, y, x) foreground voxels (subsampled); None for an ignored channel."""
     meta: dict[str, Any]
-    """The manifest entry (see `ccq.data.cache.PreparedDataset`)."""
+    """The manifest entry (see `ccq.data.cache.PreparedDataset`); ``crop_box`` is the stored box."""
+    preprocessing: PreprocessingConfig
+
+    @property
+    def image(self) -> np.ndarray:
+        """float32 [D, H, W], windowed and scaled: what training reads (a new array)."""
+        return normalize_intensity(self.hu, self.preprocessing)
 
 
 def normalize_intensity(hu: np.ndarray, preprocessing: PreprocessingConfig) -> np.ndarray:
@@ -70,23 +87,96 @@ def _read(volume: Volume, *, what: str, case: str, as_float: bool) -> tuple[np.n
     if isinstance(volume, str | Path):
         array, affine = geometry.load_nifti(volume, what=what, case=case, as_float=as_float)
         return array, affine, str(volume)
+    array, affine = _array_volume(volume, what=what, case=case)
+    return (array.astype(np.float32) if as_float else array), affine, "<array>"
+
+
+def _array_volume(volume: tuple[np.ndarray, np.ndarray], *, what: str, case: str) -> tuple[np.ndarray, np.ndarray]:
     array, affine = volume
     array = np.asarray(array)
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3:
         raise CCQError(f"case {case}: {what} array has shape {array.shape}; expected a 3D volume")
-    return (array.astype(np.float32) if as_float else array), np.asarray(affine, dtype=np.float64), "<array>"
+    return array, np.asarray(affine, dtype=np.float64)
 
 
-def _check_image(image: np.ndarray, case: str, source: str) -> tuple[float, float]:
-    lo, hi = float(np.min(image)), float(np.max(image))
+Scaling = Callable[[np.ndarray], np.ndarray]
+
+
+def _read_stored(volume: Volume, case: str) -> tuple[np.ndarray, np.ndarray, str, Scaling]:
+    """(voxels as stored, affine, source, their scaling to float32 HU): the image without a float32 copy of it."""
+    if isinstance(volume, str | Path):
+        header = nifti_file.open_header(volume, what="image", case=case)
+        nifti_file.check_size(header, as_float=False)
+        array = nifti_file.read_stored(header)
+        return array, np.asarray(header.image.affine, np.float64), str(volume), nifti_file.float32_scaling(header)
+    array, affine = _array_volume(volume, what="image", case=case)
+    return array, affine, "<array>", lambda part: np.asarray(part, dtype=np.float32)
+
+
+def _check_image(image: np.ndarray, case: str, source: str, scaling: Scaling | None = None) -> tuple[float, float]:
+    """(lowest, highest) HU; CCQError for NaN/inf or a constant image. ``scaling``: stored values -> HU."""
+    ends = np.array([np.min(image), np.max(image)], dtype=image.dtype)
+    if scaling is not None and np.all(np.isfinite(ends)):
+        ends = np.sort(scaling(ends.reshape(1, 1, 2)).ravel())
+    lo, hi = float(ends[0]), float(ends[-1])
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        bad = int(np.count_nonzero(~np.isfinite(image)))
+        bad = _count_not_finite(image, scaling)
         raise CCQError(f"case {case}: image {source} has {bad} NaN/inf voxels; expected finite HU values")
     if lo == hi:
         raise CCQError(f"case {case}: image {source} is constant ({lo:g}); expected a CT with varying HU")
     return lo, hi
+
+
+def _count_not_finite(image: np.ndarray, scaling: Scaling | None) -> int:
+    count = 0
+    for part in np.array_split(image, max(1, image.shape[0] // 16), axis=0):  # bounded temporaries
+        values = part if scaling is None else scaling(part)
+        count += int(np.count_nonzero(~np.isfinite(values)))
+    return count
+
+
+def _check_window(preprocessing: PreprocessingConfig) -> None:
+    """CCQError if the HU window does not fit int16 (the stored values)."""
+    if not (INT16_RANGE[0] <= preprocessing.hu_min and preprocessing.hu_max <= INT16_RANGE[1]):
+        raise CCQError(
+            f"preprocessing HU window [{preprocessing.hu_min:g}, {preprocessing.hu_max:g}]: expected within "
+            f"[{INT16_RANGE[0]}, {INT16_RANGE[1]}] (the prepared cache stores int16 HU)"
+        )
+
+
+def _resample_image(
+    stored: np.ndarray, affine: np.ndarray, scaling: Scaling, preprocessing: PreprocessingConfig, where: str
+) -> tuple[np.ndarray, CanonicalInfo, np.ndarray, np.ndarray]:
+    """(int16 HU on the working grid, canonical info, z rows and (y, x) plane above the window's floor)."""
+    view, info = geometry.canonical_view(stored, affine)
+    limits.check_grid(info.shape, info.spacing, preprocessing.spacing, where)
+    shape = geometry.target_shape(info.shape, info.spacing, preprocessing.spacing)
+    hu = np.empty(shape, dtype=np.int16)
+    rows = np.zeros(shape[0], dtype=bool)
+    plane = np.zeros(shape[1:], dtype=bool)
+    order = preprocessing.image_interpolation_order
+    for z0, slab in geometry.resample_slabs(view, info.spacing, preprocessing.spacing, order=order, to_float=scaling):
+        above = slab > preprocessing.hu_min  # not air: windows above the floor
+        np.clip(slab, preprocessing.hu_min, preprocessing.hu_max, out=slab)
+        hu[z0 : z0 + len(slab)] = np.rint(slab, out=slab)
+        rows[z0 : z0 + len(slab)] = above.any(axis=(1, 2))
+        plane |= above.any(axis=0)
+    return hu, info, rows, plane
+
+
+def crop_box(rows: np.ndarray, plane: np.ndarray, label: np.ndarray) -> list[list[int]]:
+    """The box (end-exclusive, (z, y, x)) of the voxels above the window's floor (``rows``/``plane``: their
+    projections) or labeled; one voxel at the origin when there is none (an all-air, unlabeled case)."""
+    for z0 in range(0, label.shape[0], 64):  # the label's projections in slabs: no full-size temporary
+        labeled = label[z0 : z0 + 64] != 0
+        rows[z0 : z0 + 64] |= labeled.any(axis=(1, 2))
+        plane |= labeled.any(axis=0)
+    if not rows.any():
+        return [[0, 1], [0, 1], [0, 1]]
+    ends = [np.flatnonzero(mask) for mask in (rows, plane.any(axis=1), plane.any(axis=0))]
+    return [[int(e[0]), int(e[-1]) + 1] for e in ends]
 
 
 def _present_values(label: np.ndarray) -> np.ndarray:
@@ -149,19 +239,23 @@ def prepare_case(
 
     ``label`` None gives an all-background label map (e.g. for an image-only case).
     """
-    img, img_affine, img_src = _read(image, what="image", case=case_id, as_float=True)
-    lo, hi = _check_image(img, case_id, img_src)
+    _check_window(preprocessing)
+    stored, img_affine, img_src, scaling = _read_stored(image, case_id)
+    lo, hi = _check_image(stored, case_id, img_src, scaling)
     if label is not None:
         lab, lab_affine, lab_src = _read(label, what="label", case=case_id, as_float=False)
-        geometry.check_same_grid(img.shape, img_affine, lab.shape, lab_affine, case=case_id)
+        geometry.check_same_grid(stored.shape, img_affine, lab.shape, lab_affine, case=case_id)
         lab = _label_values(lab, task, case_id, lab_src)
     else:
-        lab, lab_src = np.zeros(img.shape, dtype=np.uint8), None
+        lab, lab_src = np.zeros(stored.shape, dtype=np.uint8), None
 
-    prepared, info = preprocess_image(img, img_affine, preprocessing, where=f"case {case_id}: image {img_src}")
-    del img
-    lab_canon, _ = geometry.to_canonical(lab, img_affine)
-    lab_prepared = geometry.resample(lab_canon, info.spacing, preprocessing.spacing, order=0, shape=prepared.shape)
+    where = f"case {case_id}: image {img_src}"
+    hu, info, rows, plane = _resample_image(stored, img_affine, scaling, preprocessing, where)
+    del stored
+    lab_canon, _ = geometry.canonical_view(lab, img_affine)
+    lab_prepared = geometry.resample(lab_canon, info.spacing, preprocessing.spacing, order=0, shape=hu.shape)
+    del lab, lab_canon
+    box = crop_box(rows, plane, lab_prepared)
 
     seed = zlib.crc32(f"{task.name}/{case_id}".encode())
     voxel_ml = float(np.prod(preprocessing.spacing)) / 1000.0
@@ -175,7 +269,7 @@ def prepare_case(
             continue
         counts[channel], bboxes[channel], locations[channel] = _foreground(lut[lab_prepared], max_locations, seed)
 
-    shape = [int(n) for n in prepared.shape]
+    shape = [int(n) for n in hu.shape]
     meta: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "id": case_id,
@@ -193,9 +287,10 @@ def prepare_case(
         "affine": geometry.affine_after_resample(np.asarray(info.affine), info.spacing, preprocessing.spacing)
         .round(6)
         .tolist(),
-        # No cropping: the whole prepared grid is kept (random crops need the context); recorded for readers.
-        "crop_box": [[0, n] for n in shape],
-        "image_dtype": str(prepared.dtype),
+        # The stored box (see the module docstring); readers fill the rest with the window's floor and label 0.
+        "crop_box": box,
+        "image_dtype": "int16",
+        "storage": {"codec": CODEC, "chunks": list(DEFAULT_CHUNKS)},
         "hu_range": [lo, hi],
         "channels": {c: (None if getattr(task, c) is None else list(getattr(task, c))) for c in CHANNELS},
         "foreground_voxels": counts,
@@ -203,4 +298,4 @@ def prepare_case(
         "foreground_bbox": bboxes,
         "foreground_locations": {c: None if v is None else len(v) for c, v in locations.items()},
     }
-    return PreparedCase(image=prepared, label=lab_prepared, locations=locations, meta=meta)
+    return PreparedCase(hu=hu, label=lab_prepared, locations=locations, meta=meta, preprocessing=preprocessing)

@@ -184,7 +184,7 @@ def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tu
             out_dir,
             job.task.name,
             job.case_id,
-            image=case.image,
+            image=case.hu,
             label=case.label,
             locations=case.locations,
             meta=case.meta,

@@ -128,7 +128,7 @@ def test_prepare_two_layouts_manifest_and_reader(tmp_path: Path) -> None:
     assert len(data.cases(split="train", task="kid")) == 2
     entry = data.case("organ", "org_1")
     image, label = data.image(entry), data.label(entry)
-    assert isinstance(image, np.memmap) and image.dtype == np.float32 and image.shape == tuple(entry["shape"])
+    assert image.dtype == np.float32 and image.shape == tuple(entry["shape"])  # the whole grid (format 2: decoded)
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2}
     locs = data.locations(entry, "tumor")
     assert locs.shape == (entry["foreground_voxels"]["tumor"], 3)
