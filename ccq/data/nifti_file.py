@@ -220,13 +220,16 @@ def _scaled(proxy: Any, raw: np.ndarray, dtype: Any) -> np.ndarray:
         inter = inter.astype(use_dtype)
     if dtype is None:
         return apply_read_scaling(raw, slope, inter)
-    # Slab by slab along the last axis (contiguous in NIfTI's Fortran order): the same values as scaling the whole
-    # array (the type the scaling is computed in depends on the dtypes only), without a float64 copy of it all.
+    # Slab by slab along the axis slowest in memory (the last in NIfTI's Fortran order; another in a reoriented view):
+    # the same values as scaling the whole array (the type the scaling is computed in depends on the dtypes only),
+    # without a float64 copy of it all.
     out = np.empty_like(np.asarray(raw), dtype=dtype)  # the layout of the stored array (a plain array, not a memmap)
-    step = max(1, _SLAB_VOXELS // max(1, math.prod(raw.shape[:-1])))
-    for a in range(0, raw.shape[-1], step):
-        scaled = apply_read_scaling(raw[..., a : a + step], slope, inter)
-        out[..., a : a + step] = scaled.astype(np.promote_types(scaled.dtype, dtype), copy=False)
+    axis = int(np.argmax(np.abs(raw.strides))) if raw.ndim else 0
+    step = max(1, _SLAB_VOXELS * raw.shape[axis] // max(1, raw.size)) if raw.ndim else 1
+    for a in range(0, raw.shape[axis] if raw.ndim else 1, step):
+        part = (slice(None),) * axis + (slice(a, a + step),) if raw.ndim else ()
+        scaled = apply_read_scaling(raw[part], slope, inter)
+        out[part] = scaled.astype(np.promote_types(scaled.dtype, dtype), copy=False)
     return out
 
 

@@ -14,6 +14,7 @@ and `ccq.data.geometry.to_original_grid` so that a CT is treated exactly as the 
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,15 @@ def _array_volume(volume: tuple[np.ndarray, np.ndarray], *, what: str, case: str
     return array, np.asarray(affine, dtype=np.float64)
 
 
+def _grid_of(volume: Volume, case: str) -> tuple[tuple[int, ...], np.ndarray]:
+    """(shape, affine) of a label, from its header alone for a file."""
+    if isinstance(volume, str | Path):
+        header = nifti_file.open_header(volume, what="label", case=case)
+        return header.shape, np.asarray(header.image.affine, dtype=np.float64)
+    array, affine = _array_volume(volume, what="label", case=case)
+    return array.shape, affine
+
+
 Scaling = Callable[[np.ndarray], np.ndarray]
 
 
@@ -183,8 +193,14 @@ def _present_values(label: np.ndarray) -> np.ndarray:
     if label.dtype.kind in "ui" and label.size:
         lo, hi = int(label.min()), int(label.max())
         if hi - lo < 65536:  # bincount is ~20x faster than np.unique on a 512x512x200 label map
-            flat = label.ravel().astype(np.int64) - lo if lo else label.ravel()
-            return np.flatnonzero(np.bincount(flat)) + lo
+            # By slabs along the axis slowest in memory: bincount copies its input as int64 (8 bytes per voxel).
+            axis = int(np.argmax(np.abs(label.strides)))
+            step = max(1, (1 << 22) * label.shape[axis] // label.size)
+            counts = np.zeros(hi - lo + 1, dtype=np.int64)
+            for a in range(0, label.shape[axis], step):
+                part = label[(slice(None),) * axis + (slice(a, a + step),)]
+                counts += np.bincount(part.ravel(order="K").astype(np.int64) - lo, minlength=hi - lo + 1)
+            return np.flatnonzero(counts) + lo
     return np.unique(label)
 
 
@@ -225,6 +241,34 @@ def _foreground(mask: np.ndarray, max_locations: int, seed: int) -> tuple[int, l
     return int(flat.size), bbox, zyx.astype(np.int32)
 
 
+BASE_MEMORY = 600 * 2**20
+"""Resident memory of a worker before its case (Python, numpy, torch), rounded up from ``ccq prepare`` runs."""
+
+
+def estimate_memory(image: Path, label: Path | None, preprocessing: PreprocessingConfig) -> int:
+    """Peak bytes `prepare_case` needs for this case, from the headers alone (no voxel is read).
+
+    It holds the image as stored, the label as stored and as uint8, and on the working grid of W voxels: int16 HU
+    (2 W), the label (W, and up to ~1.3 W while it is resampled), a channel mask (W) and its locations; plus the
+    float32 slabs of `ccq.data.geometry.resample_slabs`. Checked against ``ccq prepare`` runs on 512 x 512 x 300
+    and x 1000 CTs (BENCHMARKS.md): an upper bound.
+    """
+    headers = [nifti_file.open_header(image, what="image")]
+    if label is not None:
+        headers.append(nifti_file.open_header(label, what="label"))
+    stored = 0
+    for header in headers:
+        itemsize = header.image.get_data_dtype().itemsize
+        stored += math.prod(header.shape) * (itemsize + (1 if header is not headers[0] and itemsize > 1 else 0))
+    dummy = np.broadcast_to(np.zeros((), np.int8), headers[0].shape)  # a view of one byte: the geometry only
+    _, info = geometry.canonical_view(dummy, np.asarray(headers[0].image.affine, np.float64))
+    out = geometry.target_shape(info.shape, info.spacing, preprocessing.spacing)
+    working = math.prod(out)
+    slab_slices = 32 * info.shape[0] / out[0] + 40  # input slices per output slab (`resample_slabs`)
+    slabs = 3 * 4 * slab_slices * info.shape[1] * info.shape[2]
+    return int(BASE_MEMORY + stored + 7 * working + slabs)
+
+
 def prepare_case(
     image: Volume,
     label: Volume | None,
@@ -242,16 +286,18 @@ def prepare_case(
     _check_window(preprocessing)
     stored, img_affine, img_src, scaling = _read_stored(image, case_id)
     lo, hi = _check_image(stored, case_id, img_src, scaling)
-    if label is not None:
-        lab, lab_affine, lab_src = _read(label, what="label", case=case_id, as_float=False)
-        geometry.check_same_grid(stored.shape, img_affine, lab.shape, lab_affine, case=case_id)
-        lab = _label_values(lab, task, case_id, lab_src)
-    else:
-        lab, lab_src = np.zeros(stored.shape, dtype=np.uint8), None
+    if label is not None:  # the grids first (headers only): the label's voxels are read once the image is done
+        lab_shape, lab_affine = _grid_of(label, case_id)
+        geometry.check_same_grid(stored.shape, img_affine, lab_shape, lab_affine, case=case_id)
 
     where = f"case {case_id}: image {img_src}"
     hu, info, rows, plane = _resample_image(stored, img_affine, scaling, preprocessing, where)
     del stored
+    if label is not None:
+        lab, _, lab_src = _read(label, what="label", case=case_id, as_float=False)
+        lab = _label_values(lab, task, case_id, lab_src)
+    else:
+        lab, lab_src = np.zeros(info.original_shape, dtype=np.uint8), None
     lab_canon, _ = geometry.canonical_view(lab, img_affine)
     lab_prepared = geometry.resample(lab_canon, info.spacing, preprocessing.spacing, order=0, shape=hu.shape)
     del lab, lab_canon

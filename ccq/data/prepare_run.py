@@ -21,7 +21,7 @@ from ccq import limits
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.data.collection_io import parse_collection_text
-from ccq.data.prepare import prepare_case
+from ccq.data.prepare import estimate_memory, prepare_case
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.data.workers import init_worker
 from ccq.errors import CCQError, Interrupted
@@ -100,10 +100,23 @@ def _has_prepared_cases(out_dir: Path) -> bool:
     return next((out_dir / cache.CASES_DIR).glob(f"*/*/{cache.META_FILE}"), None) is not None
 
 
+def _check_format(out_dir: Path) -> None:
+    """Refuse to add cases to a folder of another cache format (an older ccq's: its cases could not be read)."""
+    meta_path = next((out_dir / cache.CASES_DIR).glob(f"*/*/{cache.META_FILE}"))
+    found = cache.read_json(meta_path, "case meta.json")
+    found = found.get("format") if isinstance(found, dict) else None
+    if found != cache.FORMAT_VERSION:
+        raise CCQError(
+            f"{out_dir}: its cases are in cache format {limits.quote(found)} ({meta_path}); this ccq writes format "
+            f"{cache.FORMAT_VERSION}. Use another --out (or delete the folder)"
+        )
+
+
 def _check_compatible(out_dir: Path, collection: Collection, preprocessing: PreprocessingConfig) -> None:
     """Refuse to mix cases prepared with another spacing/window or other channel rules in one folder."""
     if not _has_prepared_cases(out_dir):
         return  # index files without a case (an older ccq's failed run): nothing they describe can be mixed
+    _check_format(out_dir)
     pre_path = out_dir / cache.PREPROCESSING_FILE
     if pre_path.is_file():
         old = cache.read_json(pre_path, "preprocessing.json")
@@ -303,6 +316,8 @@ def prepare_collection(
                 summary.skipped.append(f"{job.task.name}/{job.case_id}")
             else:
                 todo.append(job)
+        if workers > 1:
+            check_workers_memory(todo, preprocessing, workers)
         # Written before any case, so that a case folder never exists without them.
         cache.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict())
         cache.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict())
@@ -322,6 +337,33 @@ def prepare_collection(
         if not _has_prepared_cases(out_dir):
             _remove_index(out_dir, created)
     return summary
+
+
+def check_workers_memory(jobs: list[_Job], preprocessing: PreprocessingConfig, workers: int) -> None:
+    """CCQError, before any case is prepared, when ``workers`` processes preparing the largest cases at the same
+    time would need more memory than is available (`ccq.data.prepare.estimate_memory`, from the headers); the
+    message says how many workers fit. Unreadable headers are left to the case's own one-line error."""
+    room = limits.available_memory()
+    if room is None or os.environ.get(limits.MEMORY_CHECK_ENV, "").strip() == "0" or not jobs:
+        return
+    needs = []
+    for job in jobs:
+        try:
+            needs.append((estimate_memory(job.image, job.label, preprocessing), job))
+        except CCQError:
+            continue
+    needs.sort(key=lambda n: -n[0])
+    total = sum(n for n, _ in needs[:workers])
+    if total <= room:
+        return
+    fits = max(k for k in range(1, workers + 1) if k == 1 or sum(n for n, _ in needs[:k]) <= room)
+    largest, job = needs[0]
+    raise CCQError(
+        f"--workers {workers}: preparing the {min(workers, len(needs))} largest cases at once needs about "
+        f"{limits.gib(total)} of memory (the largest, {job.task.name}/{job.case_id}, about {limits.gib(largest)}), "
+        f"and {limits.gib(room)} is available; expected --workers {fits} or fewer (or set "
+        f"{limits.MEMORY_CHECK_ENV}=0 to try anyway)"
+    )
 
 
 def _remove_index(out_dir: Path, created: bool) -> None:
