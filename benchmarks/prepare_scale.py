@@ -73,7 +73,7 @@ def write_raw(root: Path, n_slices: int, size: int) -> Path:
     task_dir = root / "Task_Scale"
     for sub, data in (("imagesTr", image), ("labelsTr", label)):
         (task_dir / sub).mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(data, affine), task_dir / sub / f"scale_{n_slices}.nii.gz")
+        nib.save(nib.Nifti1Image(data, affine), task_dir / sub / f"scale-{n_slices}.nii.gz")
     collection = {"name": "scale", "tasks": [{"name": "scale", "id": 0, "layout": "msd", "folder": "Task_Scale",
                                               "labels": LABELS, "organ": [1, 2], "tumor": [2]}]}  # fmt: skip
     path = root / "collection.json"

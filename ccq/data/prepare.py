@@ -241,32 +241,32 @@ def _foreground(mask: np.ndarray, max_locations: int, seed: int) -> tuple[int, l
     return int(flat.size), bbox, zyx.astype(np.int32)
 
 
-BASE_MEMORY = 600 * 2**20
-"""Resident memory of a worker before its case (Python, numpy, torch), rounded up from ``ccq prepare`` runs."""
+BASE_MEMORY = 550 * 2**20
+"""Resident memory of a worker besides its case (Python, numpy, torch, buffers), from ``ccq prepare`` runs."""
 
 
 def estimate_memory(image: Path, label: Path | None, preprocessing: PreprocessingConfig) -> int:
     """Peak bytes `prepare_case` needs for this case, from the headers alone (no voxel is read).
 
-    It holds the image as stored, the label as stored and as uint8, and on the working grid of W voxels: int16 HU
-    (2 W), the label (W, and up to ~1.3 W while it is resampled), a channel mask (W) and its locations; plus the
-    float32 slabs of `ccq.data.geometry.resample_slabs`. Checked against ``ccq prepare`` runs on 512 x 512 x 300
-    and x 1000 CTs (BENCHMARKS.md): an upper bound.
+    The image phase holds the image as stored, int16 HU on the working grid of W voxels (2 W) and the float32
+    slabs of `ccq.data.geometry.resample_slabs`; the label phase (the image freed) the HU, the label as stored and
+    as uint8, and up to ~3 W while it is resampled and its foreground found. Set against ``ccq prepare --workers
+    1`` on 512 x 512 x 300 and x 1000 CTs (BENCHMARKS.md): 20-30% above the measured peaks.
     """
-    headers = [nifti_file.open_header(image, what="image")]
+    image_header = nifti_file.open_header(image, what="image")
+    label_bytes = 0
     if label is not None:
-        headers.append(nifti_file.open_header(label, what="label"))
-    stored = 0
-    for header in headers:
+        header = nifti_file.open_header(label, what="label")
         itemsize = header.image.get_data_dtype().itemsize
-        stored += math.prod(header.shape) * (itemsize + (1 if header is not headers[0] and itemsize > 1 else 0))
-    dummy = np.broadcast_to(np.zeros((), np.int8), headers[0].shape)  # a view of one byte: the geometry only
-    _, info = geometry.canonical_view(dummy, np.asarray(headers[0].image.affine, np.float64))
+        label_bytes = math.prod(header.shape) * (itemsize + (1 if itemsize > 1 else 0))
+    dummy = np.broadcast_to(np.zeros((), np.int8), image_header.shape)  # a view of one byte: the geometry only
+    _, info = geometry.canonical_view(dummy, np.asarray(image_header.image.affine, np.float64))
     out = geometry.target_shape(info.shape, info.spacing, preprocessing.spacing)
     working = math.prod(out)
-    slab_slices = 32 * info.shape[0] / out[0] + 40  # input slices per output slab (`resample_slabs`)
-    slabs = 3 * 4 * slab_slices * info.shape[1] * info.shape[2]
-    return int(BASE_MEMORY + stored + 7 * working + slabs)
+    slab_slices = 32 * info.shape[0] / out[0] + 40  # input slices of one output slab (`resample_slabs`)
+    slabs = 2 * 4 * slab_slices * info.shape[1] * info.shape[2]
+    stored = math.prod(image_header.shape) * image_header.image.get_data_dtype().itemsize
+    return int(BASE_MEMORY + max(stored + 2 * working + slabs, 2 * working + label_bytes + 3 * working))
 
 
 def prepare_case(
