@@ -6,7 +6,8 @@ Writes synthetic CTs of 512 x 512 x N voxels (0.7 x 0.7 x 1.0 mm, int16 .nii.gz 
 ellipse filling 36% of each slice (fat, soft tissue, an organ holding a tumour, the spine, lungs in the upper
 quarter of the scan, per-voxel noise of 15 HU) on a CT table, surrounded by air. Each case is prepared in a fresh
 ``python -m ccq prepare --workers 1`` process (the official 1.5 x 0.8 x 0.8 mm grid); its peak resident memory
-is the one the kernel reports for that process (``wait4``'s ``ru_maxrss``): the peak RSS of one worker.
+is the one the kernel reports for that process (``wait4``'s ``ru_maxrss``): the peak RSS of one worker; its CPU
+seconds (user + system) are less sensitive to a busy machine than its wall seconds.
 
 ``bytes_per_voxel`` = the bytes of the case's folder / the voxels of its whole (uncropped) working grid.
 
@@ -100,6 +101,7 @@ def prepare(raw: Path, out: Path, pythonpath: str) -> dict:
     voxels = int(np.prod(entry["shape"]))
     return {
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
         "peak_rss_gib": round(usage.ru_maxrss * 1024 / 2**30, 3),  # Linux: ru_maxrss in KiB
         "bytes_per_voxel": round(nbytes / voxels, 3),
         "cache_mib": round(nbytes / 2**20, 1),

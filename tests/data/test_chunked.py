@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ccq.data.chunked import MAGIC, ChunkedArray, write_chunked
+from ccq.data.chunked import CODEC, MAGIC, ChunkedArray, write_chunked
 from ccq.errors import CCQError
 
 
@@ -60,7 +60,7 @@ def test_damaged_files_are_one_line(tmp_path: Path) -> None:
     array = _array("int16", (20, 30, 40))
     good = tmp_path / "good"
     write_chunked(good, array, chunks=(8, 16, 16))
-    header = {"dtype": "int16", "shape": [20, 30, 40], "chunks": [8, 16, 16], "codec": "blosc-lz4-shuffle"}
+    header = {"dtype": "int16", "shape": [20, 30, 40], "chunks": [8, 16, 16], "codec": CODEC}
 
     def fails(path: Path, pattern: str, read: bool = False) -> None:
         with pytest.raises(CCQError, match=pattern) as err:
