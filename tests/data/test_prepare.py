@@ -389,8 +389,10 @@ def test_workers_that_would_run_out_of_memory_are_refused_before_any_case(tmp_pa
     assert BASE_MEMORY < need < BASE_MEMORY + 2**20  # 24 x 24 x 10 voxels: about the interpreter alone
     monkeypatch.setattr(limits, "available_memory", lambda: int(2.5 * need))
     out = tmp_path / "out"
-    expected = (r"^--workers 3: preparing the 3 largest cases at once needs about .* GiB of memory \(the largest, "
-                r".*\), and .* GiB is available; expected --workers 2 or fewer")
+    expected = (
+        r"^--workers 3: preparing the 3 largest cases at once needs about .* GiB of memory \(the largest, "
+        r".*\), and .* GiB is available; expected --workers 2 or fewer"
+    )
     with pytest.raises(CCQError, match=expected):
         prepare_collection(collection(), tmp_path / "raw", out, PRE, workers=3)
     assert not out.exists()  # refused before anything was written
