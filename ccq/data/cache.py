@@ -198,7 +198,7 @@ def read_json(path: Path, what: str) -> Any:
 
 
 class PreparedDataset:
-    """Read side of a prepared folder: the manifest, the collection, the preprocessing, memory-mapped cases.
+    """Read side of a prepared folder: the manifest, the collection, the preprocessing, the cases (`CaseReader`).
 
     Manifest entries are dicts with (at least) ``id``, ``task``, ``task_id``, ``split``, ``path``,
     ``original_spacing``, ``original_shape`` (file voxel order), ``spacing``, ``shape`` (z, y, x),

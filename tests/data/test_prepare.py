@@ -1,4 +1,4 @@
-"""`prepare_collection`: public raw layouts in, a resumable memory-mapped cache and a manifest out."""
+"""`prepare_collection`: public raw layouts in, a resumable compact cache and a manifest out."""
 
 from __future__ import annotations
 
