@@ -168,6 +168,9 @@ class ChunkedArray:
         if out.size == 0:
             return out
         ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(box, self.chunks, strict=True)]
+        # One read per chunk. Reading each run of adjacent chunks (a row along x) with one read measured no faster
+        # on 64 x 192 x 192 patches in the page cache, and ~20% slower with nothing cached (the kernel's read-ahead
+        # already merges the per-chunk reads of a row).
         with open(self.path, "rb") as f:
             for index in itertools.product(*ranges):
                 chunk = self._chunk(f, index)  # type: ignore[arg-type]
