@@ -27,7 +27,7 @@ from ccq.data import phantom, phantom_anatomy
 from ccq.data.phantom import generate_collection
 from ccq.data.prepare_run import prepare_collection
 from ccq.data.preprocessing import PreprocessingConfig
-from ccq.demo import PHANTOM_SPACING, SPACING, DemoOptions, evaluate_test_cases
+from ccq.demo import DICE_DEFINITION, PHANTOM_SPACING, SPACING, DemoOptions
 from ccq.models import get_preset
 from ccq.training.config import get_train_preset
 from ccq.training.trainer import Trainer
@@ -43,6 +43,25 @@ def _means(dice: dict[str, dict[str, float]]) -> dict[str, float]:
         values = [v[channel] for v in dice.values() if channel in v and math.isfinite(v[channel])]
         out[channel] = sum(values) / len(values) if values else math.nan
     return out
+
+
+def held_out_dice(model_dir: Path, prepared: Path) -> dict[str, dict[str, float]]:
+    """Task -> channel -> mean Dice over the prepared test phantoms (the path training validation and `ccq
+    reproduce` score with: each case for its own task, on the working grid, no files written)."""
+    from ccq.checkpoint import load_checkpoint
+    from ccq.data.cache import PreparedDataset
+    from ccq.evaluation.prepared import prepared_summary, score_prepared_cases
+
+    dataset = PreparedDataset(prepared)
+    loaded = load_checkpoint(model_dir, device=torch.device("cpu"))
+    results = score_prepared_cases(loaded.model, dataset, dataset.cases(split="test"), definition=DICE_DEFINITION,
+                                   hd95=False, patch_size=loaded.model_config.patch_size)  # fmt: skip
+    summary = prepared_summary(results, dataset, definition=DICE_DEFINITION, sources={})
+    dice: dict[str, dict[str, float]] = {}
+    for category, values in summary["categories"].items():
+        task, channel = category.split("/")
+        dice.setdefault(task, {})[channel] = values["dice"]
+    return dice
 
 
 def main() -> None:
@@ -103,8 +122,7 @@ def main() -> None:
     result = Trainer(config, prepared, run_dir, progress=False, echo=lambda _: None).fit()
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
     wall, cpu = time.perf_counter(), time.process_time()
-    model_dir = result.best or result.last
-    dice, _ = evaluate_test_cases(model_dir, collection, None)
+    dice = held_out_dice(result.best or result.last, prepared)
     predict_wall, predict_cpu = time.perf_counter() - wall, time.process_time() - cpu
     val = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     curve = {r["iteration"]: round(r["mean_dice"], 3) for r in val if r["kind"] == "val"}

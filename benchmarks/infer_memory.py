@@ -119,8 +119,8 @@ class Stub:
 def worker(folder: Path, args: argparse.Namespace) -> None:
     import torch
 
-    from ccq.inference.batch import PredictOptions, run_predict
     from ccq.inference.predictor import Predictor
+    from ccq.inference.runner import PredictOptions, run_predict
 
     torch.set_num_threads(args.threads)
     options = PredictOptions(

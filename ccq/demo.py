@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -273,67 +272,3 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
 
 def _suffix(label: str, options: DemoOptions) -> str:
     return "" if label == "CCQ" else f"-{options.compare}"
-
-
-# Kept for benchmarks/demo_tuning.py (the recipe search scores in memory, without writing an evaluation).
-def evaluate_test_cases(
-    model_dir: Path, collection, predictions_dir: Path | None, device: str = "cpu"
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    """Predict every test case of every task with the checkpoint (the `ccq predict` path) and score the
-    channels its task labels. Returns (task -> channel -> mean Dice, "task/case" -> channel -> Dice)."""
-    from ccq.data.collection import find_cases
-    from ccq.data.geometry import load_nifti
-    from ccq.evaluation.metrics import channel_dice, nanmean
-    from ccq.inference.predictor import Predictor, write_case_outputs
-
-    predictor = Predictor(model_dir, device=device)
-    per_case: dict[str, dict[str, float]] = {}
-    per_task: dict[str, dict[str, float]] = {}
-    for task in collection.tasks:
-        files = {c.case_id: c for c in find_cases(task, collection.dataset_dir(task))}
-        scores: dict[str, list[float]] = {}
-        for case_id in task.split.test:
-            case = files[case_id]
-            prediction = predictor.predict(case.image, [task.name])
-            label, _ = load_nifti(case.label, what="label", case=case_id, as_float=False)
-            organ, tumor = task.channel_targets(label)
-            dice = channel_dice(prediction.masks[task.name], {"organ": organ, "tumor": tumor}, DICE_DEFINITION)
-            per_case[f"{task.name}/{case_id}"] = dice
-            for channel, value in dice.items():
-                scores.setdefault(channel, []).append(value)
-            if predictions_dir is not None:
-                write_case_outputs(
-                    predictions_dir,
-                    case_id,
-                    prediction,
-                    [task],
-                    reference=case.image,
-                    overwrite=True,
-                    extra={"model": str(model_dir)},
-                )
-        per_task[task.name] = {c: nanmean(v) for c, v in scores.items()}
-    return per_task, per_case
-
-
-def format_table(dice: dict[str, dict[str, dict[str, float]]], tasks: Sequence[str]) -> str:
-    """A small fixed-width table: one row per task, (organ, tumor) per model, and the means."""
-    models = list(dice)
-
-    def cell(value: float | None) -> str:
-        return "   -  " if value is None or not math.isfinite(value) else f"{value:6.3f}"
-
-    head = f"{'task':<16}" + "".join(f"{m + ' organ':>14}{m + ' tumor':>14}" for m in models)
-    lines = [head, "-" * len(head)]
-    for task in tasks:
-        row = f"{task:<16}"
-        for m in models:
-            row += "".join(f"{cell(dice[m].get(task, {}).get(c)):>14}" for c in ("organ", "tumor"))
-        lines.append(row)
-    lines.append("-" * len(head))
-    row = f"{'mean':<16}"
-    for m in models:
-        for c in ("organ", "tumor"):
-            values = [v[c] for v in dice[m].values() if c in v and math.isfinite(v[c])]
-            row += f"{cell(sum(values) / len(values) if values else None):>14}"
-    lines.append(row)
-    return "\n".join(lines)

@@ -3,55 +3,41 @@ training curves, overlay pictures, the timings and the commands that produced ev
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ccq.evaluation.table import Method, Numbers, categories_of, label_column, mean_column, pair_columns, render
 from ccq.utils import fs
 
 REPORT_FILE = "report.md"
 
 
-def _pct(value: Any) -> str:
-    return "-" if value is None or not math.isfinite(float(value)) else f"{100 * float(value):.1f}"
-
-
-def _hd(value: Any) -> str:
-    return "-" if value is None or not math.isfinite(float(value)) else f"{float(value):.1f}"
+_NUMBERS = Numbers(digits=1, dash="-")
 
 
 def comparison_table(summaries: Mapping[str, Mapping[str, Any]], markdown: bool = True) -> str:
     """One row per model: Dice (%) and HD95 per category (the paper's Table 1 layout), then the means over organ
     channels, tumor channels and all. ``summaries`` maps a model label to its `ccq evaluate` summary."""
-    categories: list[str] = []
-    for summary in summaries.values():
-        categories += [c for c in summary["categories"] if c not in categories]
-    head = ["model", *[f"{c} Dice/HD95" for c in categories], "organ Dice", "tumor Dice", "mean Dice", "mean HD95"]
-    rows = []
-    for label, summary in summaries.items():
-        cells = [label]
-        for category in categories:
-            cat = summary["categories"].get(category)
-            cells.append("-" if cat is None else f"{_pct(cat['dice'])} / {_hd(cat['hd95'])}")
-        mean = summary["mean"]
-        cells += [_pct(mean["organ"]["dice"]), _pct(mean["tumor"]["dice"]), _pct(mean["all"]["dice"]),
-                  _hd(mean["all"]["hd95"])]  # fmt: skip
-        rows.append(cells)
+    methods = [Method.of(label, summary) for label, summary in summaries.items()]
+    categories = categories_of(methods)
+    n = _NUMBERS
     if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+        columns = [label_column("model"), *pair_columns(categories, "{category} Dice/HD95", n),
+                   mean_column("organ Dice", "organ", "dice", n), mean_column("tumor Dice", "tumor", "dice", n),
+                   mean_column("mean Dice", "all", "dice", n), mean_column("mean HD95", "all", "hd95", n)]  # fmt: skip
+        return "\n".join(render(methods, columns, rule="compact"))
     # Plain text for the terminal: one block per model, a line per category.
     out = []
-    for label, summary in summaries.items():
-        mean = summary["mean"]
-        out.append(f"{label}: organ Dice {_pct(mean['organ']['dice'])} %, tumor Dice {_pct(mean['tumor']['dice'])} %, "
-                   f"mean HD95 {_hd(mean['all']['hd95'])}")  # fmt: skip
+    for method in methods:
+        out.append(f"{method.label}: organ Dice {n.percent(method.mean_score('organ', 'dice'))} %, tumor Dice "
+                   f"{n.percent(method.mean_score('tumor', 'dice'))} %, mean HD95 "
+                   f"{n.plain(method.mean_score('all', 'hd95'))}")  # fmt: skip
         for category in categories:
-            cat = summary["categories"].get(category)
+            cat = method.categories.get(category)
             if cat is not None:
-                out.append(f"  {category:<22} Dice {_pct(cat['dice']):>5} %   HD95 {_hd(cat['hd95']):>6}")
+                out.append(f"  {category:<22} Dice {n.percent(cat['dice']):>5} %   HD95 {n.plain(cat['hd95']):>6}")
     return "\n".join(out)
 
 

@@ -20,7 +20,6 @@ interruption only does what is missing.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -28,26 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ccq.errors import CCQError
+from ccq.evaluation.table import Column, Method, Numbers, categories_of, label_column, mean_column, pair_columns, render
 from ccq.utils import fs
 
 TABLES = ("table1", "table2")
 SIZES = ("official", "demo", "tiny")
 RECORD_FILE = "reproduce.json"
-
-# The paper's averages over its 11 categories (Dice %, HD95): Table 1 on the MOTS test split, Table 2 on the
-# authors' own 80/20 split (DESIGN.md section 6).
-PAPER_TABLE1 = {
-    "multinets": (71.67, 28.95), "tal": (73.35, 23.56), "multihead": (74.55, 26.22), "dodnet": (75.64, 19.50),
-    "condenc": (74.68, 24.39), "conddec": (72.71, 29.63), "official": (76.41, 16.80),
-}  # fmt: skip
-PAPER_TABLE2 = {
-    "full": (72.38, 27.69), "no-qgen": (68.89, 35.02), "no-querying": (68.91, 34.79), "no-cat": (71.39, 29.26),
-    "baseline": (67.81, 40.60), "baseline-imgattn": (68.04, 40.38), "baseline-imgattn-attnskip": (68.68, 36.07),
-    "no-attnskip": (70.02, 32.60), "nq16": (71.15, 32.22), "nq64": (71.44, 26.63),
-}  # fmt: skip
+_NUMBERS = Numbers(digits=2, dash="-")
 
 
 @dataclass(frozen=True)
@@ -63,23 +50,22 @@ class Row:
 
 
 def table_rows(table: str, size: str) -> list[Row]:
-    """The rows of ``table`` in the paper's order, as presets of ``size``."""
-    from ccq.models.presets import TABLE1_ROWS, TABLE2_ROWS
+    """The rows of ``table`` in the paper's order (`ccq.evaluation.paper`), as presets of ``size``."""
+    from ccq.evaluation.paper import TABLE1, TABLE2
 
     if table not in TABLES:
         raise CCQError(f"table {table!r}: expected one of {', '.join(TABLES)}")
     if size not in SIZES:
         raise CCQError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
     if table == "table1":
+
         def table1_model(key: str) -> str:
             if key == "official":  # CCQ itself: "official", "demo" or "tiny"
                 return size
             return key if size == "official" else f"{size}-{key}"
 
-        return [Row(k, label, table1_model(k), PAPER_TABLE1.get(k)) for k, label in TABLE1_ROWS.items()]
-    return [
-        Row(k, label, size if k == "full" else f"{size}+{k}", PAPER_TABLE2.get(k)) for k, label in TABLE2_ROWS.items()
-    ]
+        return [Row(r.key, r.label, table1_model(r.key), r.average) for r in TABLE1]
+    return [Row(r.key, r.label, size if r.key == "full" else f"{size}+{r.key}", r.average) for r in TABLE2]
 
 
 def select_rows(rows: list[Row], wanted: Sequence[str] | None) -> list[Row]:
@@ -153,11 +139,8 @@ def evaluate_row(model_dir: Path, data: Path, out: Path, *, tta: bool, device: s
     """Each prepared test case for its own task, scored under the "mots" definition; writes OUT/summary.json."""
     from ccq.checkpoint import load_checkpoint
     from ccq.data.cache import PreparedDataset
-    from ccq.data.collection import CHANNELS
-    from ccq.data.prepare import channel_lut
-    from ccq.evaluation.report import build_summary, write_reports
-    from ccq.evaluation.scoring import score_masks
-    from ccq.inference.sliding_window import predict_volume
+    from ccq.evaluation.prepared import prepared_summary, score_prepared_cases
+    from ccq.evaluation.report import write_reports
     from ccq.utils.device import resolve_device
 
     dataset = PreparedDataset(data)
@@ -165,55 +148,31 @@ def evaluate_row(model_dir: Path, data: Path, out: Path, *, tta: bool, device: s
     if not test:
         raise CCQError(f"{data}: the prepared folder has no test cases; prepare a collection with a test split")
     loaded = load_checkpoint(model_dir, device=resolve_device(device))
-    pre = dataset.preprocessing
-    records: list[dict[str, Any]] = []
-    for entry in test:
-        probs = predict_volume(loaded.model, np.asarray(dataset.image(entry)), [int(entry["task_id"])],
-                               loaded.model_config.patch_size, tta=tta, pad_value=pre.hu_min / pre.hu_scale,
-                               device=loaded.model.parameters().__next__().device)  # fmt: skip
-        label = np.asarray(dataset.label(entry))
-        for c, channel in enumerate(CHANNELS):
-            lut = channel_lut(entry["channels"][channel])
-            if lut is None:
-                continue
-            score = score_masks(probs[0, c].numpy() > 0.5, lut[label], "mots")
-            records.append({
-                "case": entry["id"], "task": entry["task"], "channel": channel,
-                "category": f"{entry['task']}/{channel}", "dice": score.dice, "hd95": score.hd95,
-                "status": score.status, "pred_voxels": score.pred_voxels, "gt_voxels": score.gt_voxels,
-            })  # fmt: skip
-    summary = build_summary(records, dataset.collection, definition="mots", grid="working", spacing=pre.spacing,
-                            sources={"model": str(model_dir), "gt": str(data), "ground_truth": "prepared",
-                                     "cases": "test", "tta": tta})  # fmt: skip
+    results = score_prepared_cases(loaded.model, dataset, test, definition="mots",
+                                   patch_size=loaded.model_config.patch_size, tta=tta)  # fmt: skip
+    summary = prepared_summary(results, dataset, definition="mots",
+                               sources={"model": str(model_dir), "gt": str(data), "ground_truth": "prepared",
+                                        "cases": "test", "tta": tta})  # fmt: skip
     write_reports(summary, out, overwrite=True)
     return summary
 
 
-def _cell(value: float | None, percent: bool) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{100 * value:.2f}" if percent else f"{value:.2f}"
-
-
 def table_markdown(table: str, rows: list[Row], summaries: dict[str, dict[str, Any]], note: str) -> str:
     """The paper's layout: a row per method, Dice (%) and HD95 per category, the averages, then the paper's."""
-    categories: list[str] = []
-    for summary in summaries.values():
-        categories += [c for c in summary["categories"] if c not in categories]
+    numbers = _NUMBERS
+    methods = [Method.of(row.label, summaries.get(row.key)) for row in rows]
+    paper = {row.label: row.paper for row in rows}
+    # Columns in the order the summaries were added (the rows run so far), as the table has always had them.
+    categories = categories_of(Method.of("", summary) for summary in summaries.values())
+
+    def paper_column(header: str, index: int) -> Column[Method]:
+        return Column(header, lambda m: numbers.plain(None if paper[m.label] is None else paper[m.label][index]))
+
     title = "Table 1 (methods)" if table == "table1" else "Table 2 (ablations)"
-    head = ["Method"] + [f"{c} Dice / HD" for c in categories] + ["Avg Dice", "Avg HD", "Paper Dice", "Paper HD"]
-    lines = [f"### {title}", "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        summary = summaries.get(row.key)
-        cells = [row.label]
-        for category in categories:
-            cat = (summary or {}).get("categories", {}).get(category)
-            cells.append("-" if cat is None else f"{_cell(cat['dice'], True)} / {_cell(cat['hd95'], False)}")
-        mean = (summary or {}).get("mean", {}).get("all", {})
-        cells += [_cell(mean.get("dice"), True), _cell(mean.get("hd95"), False)]
-        cells += ["-", "-"] if row.paper is None else [f"{row.paper[0]:.2f}", f"{row.paper[1]:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    columns = [label_column("Method"), *pair_columns(categories, "{category} Dice / HD", numbers),
+               mean_column("Avg Dice", "all", "dice", numbers), mean_column("Avg HD", "all", "hd95", numbers),
+               paper_column("Paper Dice", 0), paper_column("Paper HD", 1)]  # fmt: skip
+    return "\n".join([f"### {title}", "", note, "", *render(methods, columns, rule="compact")]) + "\n"
 
 
 def reproduce(
@@ -254,7 +213,7 @@ def reproduce(
         train_row(config, data, row_dir / "run", gpus, progress, echo)
         summaries[row.key] = evaluate_row(row_dir / "run" / "last", data, row_dir, tta=tta, device=device)
         mean = summaries[row.key]["mean"]["all"]
-        echo(f"    Dice {_cell(mean['dice'], True)} %, HD95 {_cell(mean['hd95'], False)} (test cases)")
+        echo(f"    Dice {_NUMBERS.percent(mean['dice'])} %, HD95 {_NUMBERS.plain(mean['hd95'])} (test cases)")
     n_test = len(dataset.cases(split="test"))
     note = (f"Ours: {size} size, `{train_preset}` training preset, {budget or 'preset'} iterations per row, "
             f"{n_test} test cases of {data.name}, mots definition (Dice %, HD95 in voxels of the working grid). "

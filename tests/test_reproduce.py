@@ -8,32 +8,18 @@ from pathlib import Path
 import pytest
 
 from ccq.errors import CCQError
-from ccq.reproduce import reproduce, table_rows
+from ccq.reproduce import SIZES, TABLES, reproduce, table_rows
+from tests.evaluation.phantoms import prepared_phantoms, torch_threads
 
 
 @pytest.fixture
 def one_thread():
-    """Tiny models run fastest on one thread (as in tests/training)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from torch_threads(1)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from ccq.data.phantom import generate_collection
-    from ccq.data.prepare_run import prepare_collection
-    from ccq.data.preprocessing import PreprocessingConfig
-
-    root = tmp_path_factory.mktemp("repro")
-    collection = generate_collection(root / "raw", cases_per_task=2, test_cases_per_task=1, seed=0,
-                                     tasks=("liver", "colon", "spleen"), shape=(24, 48, 48))  # fmt: skip
-    pre = PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32))
-    assert prepare_collection(collection, None, root / "prepared", pre).ok
-    return root / "prepared"
+    return prepared_phantoms(tmp_path_factory.mktemp("repro"))
 
 
 def test_rows_follow_the_paper() -> None:
@@ -44,6 +30,18 @@ def test_rows_follow_the_paper() -> None:
     assert table_rows("table1", "official")[-1].paper == (76.41, 16.80)
     with pytest.raises(CCQError, match="table3"):
         table_rows("table3", "tiny")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_paper_row_is_a_model_preset(size: str) -> None:
+    from ccq.models import get_preset
+
+    for table in TABLES:
+        rows = table_rows(table, size)
+        assert len({r.key for r in rows}) == len({r.label for r in rows}) == len(rows)
+        for row in rows:
+            get_preset(row.model)  # CCQError for a name the presets do not know
+    assert table_rows("table2", size)[0].paper == (72.38, 27.69)
 
 
 @pytest.mark.parametrize("table", ["table1", "table2"])

@@ -70,7 +70,7 @@ def predict(
 
     if postprocess not in POSTPROCESS_CHOICES:
         raise CCQError(f"--postprocess {postprocess!r}: expected one of {', '.join(POSTPROCESS_CHOICES)}")
-    from ccq.inference.batch import PredictOptions, run_predict
+    from ccq.inference.runner import PredictOptions, run_predict
 
     run_predict(
         PredictOptions(

@@ -66,9 +66,9 @@ def case_relpath(task_name: str, case_id: str) -> str:
     return f"{CASES_DIR}/{fs.check_name(task_name, 'task name')}/{fs.check_name(case_id, 'case id')}"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write a JSON file of the prepared folder atomically (indent 1: a manifest of a thousand cases is large)."""
-    fs.write_json_atomic(path, data, indent=1)
+JSON_INDENT = 1
+"""Indent of the prepared folder's JSON files (`ccq.utils.fs.write_json_atomic`): a manifest of a thousand cases
+is large."""
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -127,7 +127,7 @@ def write_case(
         for channel, locs in locations.items():
             if locs is not None:
                 _save_npy(tmp / locations_file(channel), np.asarray(locs, dtype=np.int32).reshape(-1, 3))
-        write_json_atomic(tmp / META_FILE, dict(meta))
+        fs.write_json_atomic(tmp / META_FILE, dict(meta), indent=JSON_INDENT)
         try:
             os.rename(tmp, final)  # atomic on POSIX; fails if `final` exists (then the earlier copy wins)
         except OSError:
@@ -151,8 +151,8 @@ def write_index(
 ) -> Path:
     """Write manifest.json (``entries`` = case metas), collection.json and preprocessing.json."""
     out_dir = Path(out_dir)
-    write_json_atomic(out_dir / PREPROCESSING_FILE, preprocessing.to_dict())
-    write_json_atomic(out_dir / COLLECTION_FILE, collection.to_dict())
+    fs.write_json_atomic(out_dir / PREPROCESSING_FILE, preprocessing.to_dict(), indent=JSON_INDENT)
+    fs.write_json_atomic(out_dir / COLLECTION_FILE, collection.to_dict(), indent=JSON_INDENT)
     manifest = {
         "format": FORMAT_VERSION,
         "collection": collection.name,
@@ -160,7 +160,7 @@ def write_index(
         "failed": list(failed or []),
         "cases": entries,
     }
-    write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    fs.write_json_atomic(out_dir / MANIFEST_FILE, manifest, indent=JSON_INDENT)
     return out_dir / MANIFEST_FILE
 
 

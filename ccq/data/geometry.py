@@ -111,23 +111,28 @@ def load_nifti(path: str | Path, *, what: str, case: str, as_float: bool = True)
     return array, affine
 
 
+def grid_offset_voxels(affine_a: np.ndarray, affine_b: np.ndarray, shape: Sequence[int]) -> float:
+    """How far (in voxels of grid a) the corners of grid b (of ``shape``) lie from where grid a puts them: a
+    direct, unit-aware measure of misalignment. np.linalg.LinAlgError when ``affine_a`` is singular."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
+    corners_h = np.vstack([corners, np.ones(corners.shape[1])])
+    in_a = np.linalg.solve(np.asarray(affine_a), np.asarray(affine_b) @ corners_h)[:3]
+    return float(np.abs(in_a - corners).max())
+
+
 def check_same_grid(
     shape_a: Sequence[int], affine_a: np.ndarray, shape_b: Sequence[int], affine_b: np.ndarray, *, case: str
 ) -> None:
     """Refuse an image/label pair whose grids differ (shape, or a corner by > AFFINE_TOLERANCE_VOXELS)."""
     if tuple(shape_a) != tuple(shape_b):
         raise CCQError(f"case {case}: image shape {tuple(shape_a)} != label shape {tuple(shape_b)}; expected equal")
-    # Corners of the label grid expressed in image voxels: a direct, unit-aware measure of misalignment.
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape_b], indexing="ij")).reshape(3, -1)
-    corners_h = np.vstack([corners, np.ones(corners.shape[1])])
     try:
-        in_a = np.linalg.solve(affine_a, affine_b @ corners_h)[:3]
+        err = grid_offset_voxels(affine_a, affine_b, shape_b)
     except np.linalg.LinAlgError:
         raise CCQError(
             f"case {case}: image affine {np.asarray(affine_a).tolist()} is singular; expected an invertible 4x4 "
             "voxel-to-world matrix (check the header's pixdim, qform and sform)"
         ) from None
-    err = float(np.abs(in_a - corners).max())
     if not math.isfinite(err) or err > AFFINE_TOLERANCE_VOXELS:
         raise CCQError(
             f"case {case}: image and label affines differ by {err:.3g} voxels; "
@@ -213,7 +218,9 @@ def _interp_matrix(n_in: int, n_out: int, ratio: float, order: int) -> np.ndarra
     return ndi.map_coordinates(np.eye(n_in), grid, order=order, mode="nearest").astype(np.float32)
 
 
-def _nearest_index(n_in: int, n_out: int, ratio: float) -> np.ndarray:
+def nearest_indices(n_in: int, n_out: int, ratio: float) -> np.ndarray:
+    """Source index of each of ``n_out`` target voxels under nearest-neighbour resampling (the convention of the
+    module docstring), clipped to the ``n_in`` source voxels."""
     return np.clip(np.floor(_source_coords(n_out, ratio) + 0.5), 0, n_in - 1).astype(np.intp)
 
 
@@ -243,7 +250,7 @@ def resample(
         out = array
         for ax, (n_in, n_out, r) in enumerate(zip(in_shape, out_shape, ratios, strict=True)):
             if n_in != n_out or abs(r - 1.0) > 1e-9:
-                out = np.take(out, _nearest_index(n_in, n_out, r), axis=array.ndim - 3 + ax)
+                out = np.take(out, nearest_indices(n_in, n_out, r), axis=array.ndim - 3 + ax)
         return np.ascontiguousarray(out)
     if array.ndim > 3:
         lead = array.shape[:-3]

@@ -319,8 +319,8 @@ def prepare_collection(
         if workers > 1:
             check_workers_memory(todo, preprocessing, workers)
         # Written before any case, so that a case folder never exists without them.
-        cache.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict())
-        cache.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict())
+        fs.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict(), indent=cache.JSON_INDENT)
+        fs.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict(), indent=cache.JSON_INDENT)
         try:
             _execute(todo, out_dir, preprocessing, workers, keep_going, summary, progress)
         except KeyboardInterrupt:

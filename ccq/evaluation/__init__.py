@@ -1,7 +1,10 @@
 """Evaluation: Dice and HD95 under the paper's "mots" definition or the standard one, and `ccq evaluate`.
 
 `evaluate_folder` scores folders of predictions and writes summary.json / cases.csv / table.md;
-`score_masks` scores one pair of masks; `ccq.evaluation.surface` has the surface distances.
+`score_masks` scores one pair of masks; `ccq.evaluation.surface` has the surface distances;
+`ccq.evaluation.prepared` predicts prepared cases with a model in memory and scores them (training validation,
+``ccq reproduce``); `ccq.evaluation.table` draws the Table 1-style tables; `ccq.evaluation.paper` holds the
+paper's figures.
 """
 
 from ccq.evaluation.evaluate import evaluate_folder

@@ -21,8 +21,8 @@ from typing import Any
 from ccq.data.cache import MANIFEST_FILE, PreparedDataset
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.errors import CCQError
+from ccq.io.nifti import NIFTI_SUFFIXES, is_nifti_name, nifti_stem
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 CASE_SELECTIONS = ("all", "test", "train")
 
 
@@ -52,21 +52,13 @@ class CaseSource:
 # ------------------------------------------------------------------------------------------------ finding
 
 
-def nifti_stem(name: str) -> str | None:
-    """``liver_3.nii.gz`` -> ``liver_3``; None for anything that is not a NIfTI file name."""
-    for suffix in NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
 def _nifti_files(folder: Path) -> dict[str, Path]:
     """Visible NIfTI files directly in ``folder``, by stem ("._x" macOS resource forks and temporaries skipped)."""
     out: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        stem = nifti_stem(path.name)
-        if stem is None or path.name.startswith(".") or not path.is_file():
+        if not is_nifti_name(path) or path.name.startswith(".") or not path.is_file():
             continue
+        stem = nifti_stem(path)
         if stem in out:
             raise CCQError(f"{folder}: case {stem!r} appears as both {out[stem].name} and {path.name}")
         out[stem] = path

@@ -30,13 +30,13 @@ from ccq.evaluation.cases import (
     CaseSource,
     collection_sources,
     is_prepared,
-    nifti_stem,
     prepared_sources,
     task_sources,
 )
 from ccq.evaluation.loading import LoadedCase, channel_masks, check_same_grid, load_case, native_ground_truth
 from ccq.evaluation.report import build_summary, check_reports_free, paper_comparison, write_reports
-from ccq.evaluation.scoring import check_definition, score_masks
+from ccq.evaluation.scoring import case_record, check_definition, score_masks
+from ccq.io.nifti import is_nifti_name
 from ccq.utils import fs
 
 OVERLAYS_DIR = "overlays"
@@ -99,7 +99,7 @@ def find_sources(
         return prepared_sources(prepared, tasks, pred, cases, flat_predictions=single_task, images=images)
     if single_task:
         folder = gt
-        if not any(nifti_stem(p.name) for p in gt.iterdir()):  # not label maps: perhaps the collection's raw root
+        if not any(is_nifti_name(p) for p in gt.iterdir()):  # not label maps: perhaps the collection's raw root
             try:
                 candidate = collection.dataset_dir(tasks[0], gt)
             except CCQError:
@@ -120,11 +120,7 @@ def score_case(source: CaseSource, loaded: LoadedCase, definition: str) -> list[
         if g is None:  # a channel the dataset does not label is not evaluated
             continue
         score = score_masks(p, g, definition, loaded.spacing)  # type: ignore[arg-type]
-        records.append({
-            "case": source.case_id, "task": task.name, "channel": channel, "category": f"{task.name}/{channel}",
-            "dice": score.dice, "hd95": score.hd95, "status": score.status,
-            "pred_voxels": score.pred_voxels, "gt_voxels": score.gt_voxels,
-        })  # fmt: skip
+        records.append(case_record(source.case_id, task.name, channel, score))
     return records
 
 

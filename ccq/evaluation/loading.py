@@ -55,17 +55,6 @@ class LoadedCase:
 # ------------------------------------------------------------------------------------------------ grids
 
 
-def _grid_error(affine_a: np.ndarray, affine_b: np.ndarray, shape: Sequence[int]) -> float:
-    """How far (in voxels of grid a) the corners of grid b lie from where grid a puts them."""
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
-    corners_h = np.vstack([corners, np.ones(corners.shape[1])])
-    try:
-        in_a = np.linalg.solve(affine_a, affine_b @ corners_h)[:3]
-    except np.linalg.LinAlgError:
-        return math.inf
-    return float(np.abs(in_a - corners).max())
-
-
 def check_same_grid(
     case: str, pred_name: str, pred_shape, pred_affine, gt_name: str, gt_shape, gt_affine, what: str = "ground truth"
 ) -> None:
@@ -75,20 +64,16 @@ def check_same_grid(
             f"case {case}: prediction {pred_name} has shape {tuple(pred_shape)} but {what} {gt_name} has shape "
             f"{tuple(gt_shape)}; expected the same grid"
         )
-    err = _grid_error(np.asarray(gt_affine), np.asarray(pred_affine), pred_shape)
+    try:
+        err = geometry.grid_offset_voxels(gt_affine, pred_affine, pred_shape)
+    except np.linalg.LinAlgError:
+        err = math.inf
     if not math.isfinite(err) or err > geometry.AFFINE_TOLERANCE_VOXELS:
         raise CCQError(
             f"case {case}: prediction {pred_name} and {what} {gt_name} (both {tuple(pred_shape)}) have affines "
             f"that differ by {err:.3g} voxels; expected the same grid (tolerance "
             f"{geometry.AFFINE_TOLERANCE_VOXELS} voxel)"
         )
-
-
-def nearest_indices(n_in: int, n_out: int, ratio: float) -> np.ndarray:
-    """Source index of each target voxel under nearest-neighbour resampling with edge-aligned grids (the
-    convention of `ccq.data.geometry.resample`: target voxel i is centred at source ``(i + 0.5) * ratio - 0.5``)."""
-    centres = (np.arange(n_out, dtype=np.float64) + 0.5) * ratio - 0.5
-    return np.clip(np.floor(centres + 0.5), 0, n_in - 1).astype(np.intp)
 
 
 def _labeled_box(*labels: np.ndarray, margin: int) -> tuple[slice, ...] | None:
@@ -120,7 +105,7 @@ def resample_cropped(
         return [np.zeros((1, 1, 1), dtype=label.dtype) for label in labels], None
     indices, box = [], []
     for axis, (n_in, n_out) in enumerate(zip(in_shape, out_shape, strict=True)):
-        idx = nearest_indices(n_in, n_out, float(new_spacing[axis]) / float(spacing[axis]))
+        idx = geometry.nearest_indices(n_in, n_out, float(new_spacing[axis]) / float(spacing[axis]))
         lo, hi = n_out, 0
         if source_box is not None:  # the target voxels that read from inside the source box (idx is sorted)
             lo = int(np.searchsorted(idx, source_box[axis].start, "left"))

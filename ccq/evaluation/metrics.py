@@ -23,23 +23,26 @@ DiceDefinition = Literal["mots", "standard"]
 DICE_DEFINITIONS: tuple[str, ...] = ("mots", "standard")
 
 
-def _as_bool(mask, name: str) -> np.ndarray:
+def as_mask(mask, name: str) -> np.ndarray:
+    """A mask (numpy array or torch tensor of any dtype; nonzero = inside) as a bool array; ``name`` says which
+    argument in the error for a 0-d value."""
     if hasattr(mask, "detach"):  # a torch tensor, without importing torch here
         mask = mask.detach().cpu().numpy()
     mask = np.asarray(mask)
+    if mask.ndim == 0:
+        raise CCQError(f"{name}: a 0-d value; expected a mask array")
     return mask if mask.dtype == bool else mask != 0
 
 
 def overlap_counts(pred, target) -> tuple[int, int, int]:
     """(|A∩B|, |A|, |B|) of two masks of the same shape (any dtype; nonzero = inside)."""
-    a, b = _as_bool(pred, "pred"), _as_bool(target, "target")
+    a, b = as_mask(pred, "pred"), as_mask(target, "target")
     if a.shape != b.shape:
         raise CCQError(f"dice: prediction shape {a.shape} differs from reference shape {b.shape}")
     return int(np.count_nonzero(a & b)), int(np.count_nonzero(a)), int(np.count_nonzero(b))
 
 
-def dice_from_counts(intersection: int, pred_size: int, target_size: int,
-                     definition: DiceDefinition = "mots") -> float:
+def dice_from_counts(intersection: int, pred_size: int, target_size: int, definition: DiceDefinition = "mots") -> float:
     """Dice from voxel counts under ``definition`` (see the module docstring)."""
     if definition == "mots":
         return 2.0 * intersection / (pred_size + target_size + 1.0)

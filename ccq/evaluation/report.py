@@ -27,6 +27,7 @@ from ccq.errors import CCQError
 from ccq.evaluation.metrics import nanmean
 from ccq.evaluation.paper import CCQ_TABLE1, CCQ_TABLE1_AVERAGE, PAPER_DEFINITION, PAPER_REFERENCE
 from ccq.evaluation.scoring import STATUSES
+from ccq.evaluation.table import Column, Method, Numbers, label_column, mean_column, render, task_columns
 from ccq.utils import fs
 
 SUMMARY_FILE = "summary.json"
@@ -145,27 +146,14 @@ def cases_csv(records: Sequence[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{100.0 * value:.2f}"
-
-
-def _num(value: float | None) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.2f}"
-
-
-def _row(cells: Iterable[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def markdown_table(summary: Mapping[str, Any]) -> str:
     """Table 1 of the paper, laid out for this evaluation: one row per method, Dice (%) and HD per category."""
     categories: dict[str, Any] = summary["categories"]
     paper = summary.get("paper")
-    rows: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = [
-        ("ccq (this evaluation)", categories, summary["mean"])
-    ]
+    rows = [Method.of("ccq (this evaluation)", summary)]
     if paper is not None:
-        rows.append(("CCQ (paper, Table 1)", paper["categories"], paper["mean"]))
+        rows.append(Method.of("CCQ (paper, Table 1)", paper))
+    numbers = Numbers(digits=2, dash="–")
     unit = summary["units"]["hd95"]
     spacing = summary.get("spacing")
     grid = f" ({' x '.join(f'{s:g}' for s in spacing)} mm)" if spacing and summary["definition"] == "mots" else ""
@@ -176,48 +164,45 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         f"evaluated on the {summary['grid']} grid. Averages give each category equal weight.",
         "",
     ]
-    # Per task: Dice organ, Dice tumor, HD organ, HD tumor (the labeled channels only), as Table 1 groups them.
-    columns: list[tuple[str, str, str]] = []
-    for task in dict.fromkeys(c.split("/")[0] for c in categories):
-        channels = [c for c in ("organ", "tumor") if f"{task}/{c}" in categories]
-        for metric in ("dice", "hd95"):
-            for channel in channels:
-                label = f"{task.replace('_', ' ')} {'Dice' if metric == 'dice' else 'HD'} {channel}"
-                columns.append((label, f"{task}/{channel}", metric))
-    lines.append(_row(["Method", "Average Dice", "Average HD", *(c[0] for c in columns)]))
-    lines.append(_row(["---"] * (3 + len(columns))))
-    for name, table, mean in rows:
-        cells = [name, _pct(mean["all"]["dice"]), _num(mean["all"]["hd95"])]
-        for _, category, metric in columns:
-            value = table.get(category, {}).get(metric)
-            cells.append(_pct(value) if metric == "dice" else _num(value))
-        lines.append(_row(cells))
+    lines += render(rows, [label_column("Method"), mean_column("Average Dice", "all", "dice", numbers),
+                           mean_column("Average HD", "all", "hd95", numbers), *task_columns(categories, numbers)],
+                    rule="spaced")  # fmt: skip
     if paper is not None:
         n = paper["mean"]["all"]["n_categories"]
         average = f"{CCQ_TABLE1_AVERAGE[0]:.2f} / {CCQ_TABLE1_AVERAGE[1]:.2f}"
-        scope = "" if n == len(CCQ_TABLE1) else (
-            f" Its averages here are over the same {n} categories as ours (its own, over all {len(CCQ_TABLE1)}: "
-            f"{average})."
-        )
+        scope = ""
+        if n != len(CCQ_TABLE1):
+            scope = (f" Its averages here are over the same {n} categories as ours (its own, over all "
+                     f"{len(CCQ_TABLE1)}: {average}).")  # fmt: skip
         lines += ["", f"Paper row: {paper['reference']}, under the mots definition.{scope}"]
     lines += ["", "## Averages", ""]
-    lines.append(_row(["Method", *(f"{g} {m}" for g in GROUPS for m in ("Dice", "HD"))]))
-    lines.append(_row(["---"] * (1 + 2 * len(GROUPS))))
-    for name, _, mean in rows:
-        lines.append(_row([name, *(f(mean[g][m]) for g in GROUPS for m, f in (("dice", _pct), ("hd95", _num)))]))
+    means = [
+        mean_column(f"{g} {m}", g, metric, numbers) for g in GROUPS for m, metric in (("Dice", "dice"), ("HD", "hd95"))
+    ]
+    lines += render(rows, [label_column("Method"), *means], rule="spaced")
     lines += ["", "## Per category", ""]
-    lines.append(_row(["category", "name", "Dice %", "HD95", "cases", "Dice n", "HD n", "both empty",
-                       "pred empty", "gt empty"]))  # fmt: skip
-    lines.append(_row(["---"] * 10))
-    for category, v in categories.items():
-        status = v["status"]
-        lines.append(_row([f"`{category}`", v["name"], _pct(v["dice"]), _num(v["hd95"]), str(v["n"]),
-                           str(v["n_dice"]), str(v["n_hd95"]), str(status["both_empty"]),
-                           str(status["pred_empty"]), str(status["gt_empty"])]))  # fmt: skip
+    lines += render(categories.items(), _CATEGORY_COLUMNS, rule="spaced")
     if summary["definition"] == "standard":
         lines += ["", "A dash is an undefined value (an empty mask): it is left out of the means, and the counts say "
                   "how many cases each mean covers."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _category_columns() -> list[Column[tuple[str, Mapping[str, Any]]]]:
+    numbers = Numbers(digits=2, dash="–")
+    counts = [("cases", "n"), ("Dice n", "n_dice"), ("HD n", "n_hd95")]
+    statuses = [("both empty", "both_empty"), ("pred empty", "pred_empty"), ("gt empty", "gt_empty")]
+    return [
+        Column("category", lambda item: f"`{item[0]}`"),
+        Column("name", lambda item: item[1]["name"]),
+        Column("Dice %", lambda item: numbers.percent(item[1]["dice"])),
+        Column("HD95", lambda item: numbers.plain(item[1]["hd95"])),
+        *(Column(header, lambda item, key=key: str(item[1][key])) for header, key in counts),
+        *(Column(header, lambda item, key=key: str(item[1]["status"][key])) for header, key in statuses),
+    ]
+
+
+_CATEGORY_COLUMNS = _category_columns()
 
 
 def write_reports(summary: Mapping[str, Any], out: Path, *, overwrite: bool = False) -> list[Path]:

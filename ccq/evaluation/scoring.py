@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -56,10 +57,12 @@ def score_masks(
     spacing: float | Sequence[float] | None = None,
     *,
     method: Method = "auto",
+    hd95: bool = True,
 ) -> MaskScore:
     """Dice and HD95 of a predicted mask against the ground truth (same shape; nonzero = inside).
 
     ``spacing``: voxel size per axis for the HD (default 1 per axis; the "mots" definition's own convention).
+    ``hd95`` False: Dice only (``hd95`` NaN), for callers that need no distances (training validation).
     """
     check_definition(definition)
     pred = np.asarray(pred)
@@ -71,13 +74,23 @@ def score_masks(
     box = union_box(pred, gt)
     if box is None:
         dice = dice_from_counts(0, 0, 0, definition)
-        hd = MOTS_HD_BOTH_EMPTY if definition == "mots" else math.nan
+        hd = MOTS_HD_BOTH_EMPTY if definition == "mots" and hd95 else math.nan
         return MaskScore(dice, hd, "both_empty", 0, 0)
     p, g = pred[box], gt[box]  # nothing lies outside the union's box: the counts are the full masks'
     n_pred, n_gt = int(np.count_nonzero(p)), int(np.count_nonzero(g))
     dice = dice_from_counts(int(np.count_nonzero(p & g)), n_pred, n_gt, definition)
     if n_pred == 0 or n_gt == 0:
-        hd = MOTS_HD_ONE_EMPTY if definition == "mots" else math.nan
+        hd = MOTS_HD_ONE_EMPTY if definition == "mots" and hd95 else math.nan
         return MaskScore(dice, hd, "pred_empty" if n_pred == 0 else "gt_empty", n_pred, n_gt)
-    hd95 = hd95_pooled if definition == "mots" else hd95_max_directed
-    return MaskScore(dice, hd95(p, g, spacing, method=method), "ok", n_pred, n_gt)
+    if not hd95:
+        return MaskScore(dice, math.nan, "ok", n_pred, n_gt)
+    distance = hd95_pooled if definition == "mots" else hd95_max_directed
+    return MaskScore(dice, distance(p, g, spacing, method=method), "ok", n_pred, n_gt)
+
+
+def case_record(case: str, task: str, channel: str, score: MaskScore) -> dict[str, Any]:
+    """One row of an evaluation (`ccq.evaluation.report`: a ``summary["cases"]`` item, a line of cases.csv)."""
+    return {
+        "case": case, "task": task, "channel": channel, "category": f"{task}/{channel}", "dice": score.dice,
+        "hd95": score.hd95, "status": score.status, "pred_voxels": score.pred_voxels, "gt_voxels": score.gt_voxels,
+    }  # fmt: skip

@@ -31,6 +31,7 @@ import scipy.ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ccq.errors import CCQError
+from ccq.evaluation.metrics import as_mask
 
 Method = Literal["auto", "edt", "kdtree"]
 METHODS: tuple[str, ...] = ("auto", "edt", "kdtree")
@@ -41,15 +42,6 @@ PERCENTILE = 95.0
 # voxel and level (log2 of the number of surface voxels). Only their ratio matters.
 EDT_COST = 0.23
 KDTREE_COST = 0.15
-
-
-def _as_bool(mask, name: str) -> np.ndarray:
-    if hasattr(mask, "detach"):  # a torch tensor, without importing torch here
-        mask = mask.detach().cpu().numpy()
-    mask = np.asarray(mask)
-    if mask.ndim == 0:
-        raise CCQError(f"{name}: a 0-d value; expected a mask array")
-    return mask if mask.dtype == bool else mask != 0
 
 
 def _spacing(spacing: float | Sequence[float] | None, ndim: int) -> np.ndarray:
@@ -92,7 +84,7 @@ def surface_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def choose_method(crop_voxels: int, surface_voxels: int) -> str:
-    """"edt" or "kdtree", whichever the cost model (`EDT_COST`, `KDTREE_COST`) expects to be faster."""
+    """The method "edt" or "kdtree", whichever the cost model (`EDT_COST`, `KDTREE_COST`) expects to be faster."""
     edt = 2 * EDT_COST * crop_voxels  # two transforms, one per direction
     kdtree = KDTREE_COST * surface_voxels * math.log2(max(surface_voxels, 2))
     return "kdtree" if kdtree < edt else "edt"
@@ -106,7 +98,7 @@ def surface_distances(
 
     Both masks must have the same shape and at least one voxel each (CCQError otherwise).
     """
-    a, b = _as_bool(a, "mask a"), _as_bool(b, "mask b")
+    a, b = as_mask(a, "mask a"), as_mask(b, "mask b")
     if a.shape != b.shape:
         raise CCQError(f"surface distances: mask shapes {a.shape} and {b.shape} differ; expected the same shape")
     if method not in METHODS:
@@ -130,27 +122,27 @@ def surface_distances(
 
 def hd95_pooled(a, b, spacing: float | Sequence[float] | None = None, *, method: Method = "auto") -> float:
     """MedPy's ``hd95``: 95th percentile of both directions' surface distances pooled; NaN if a mask is empty."""
-    try:
-        a_to_b, b_to_a = surface_distances(a, b, spacing, method=method)
-    except CCQError:
-        if _any_empty(a, b):
-            return math.nan
-        raise
-    return float(np.percentile(np.concatenate([a_to_b, b_to_a]), PERCENTILE))
+    both = _distances_unless_empty(a, b, spacing, method)
+    return math.nan if both is None else float(np.percentile(np.concatenate(both), PERCENTILE))
 
 
 def hd95_max_directed(a, b, spacing: float | Sequence[float] | None = None, *, method: Method = "auto") -> float:
     """MONAI's ``compute_hausdorff_distance(percentile=95)``: the larger of the two directed 95th percentiles;
     NaN if a mask is empty (MONAI gives inf or NaN there)."""
+    both = _distances_unless_empty(a, b, spacing, method)
+    return math.nan if both is None else float(max(np.percentile(d, PERCENTILE) for d in both))
+
+
+def _distances_unless_empty(a, b, spacing, method: Method) -> tuple[np.ndarray, np.ndarray] | None:
+    """`surface_distances`, or None where a mask is empty (the HD is then undefined); other errors propagate."""
     try:
-        a_to_b, b_to_a = surface_distances(a, b, spacing, method=method)
+        return surface_distances(a, b, spacing, method=method)
     except CCQError:
         if _any_empty(a, b):
-            return math.nan
+            return None
         raise
-    return float(max(np.percentile(a_to_b, PERCENTILE), np.percentile(b_to_a, PERCENTILE)))
 
 
 def _any_empty(a, b) -> bool:
-    a, b = _as_bool(a, "mask a"), _as_bool(b, "mask b")
+    a, b = as_mask(a, "mask a"), as_mask(b, "mask b")
     return a.shape == b.shape and (not a.any() or not b.any())

@@ -11,7 +11,9 @@ constant beside the raw weight; with frozen parameters the graph computes everyt
 training-only autograd Function is taken.
 
 Every export is checked before it is kept: the written file is run (ONNX Runtime / ``torch.jit.load``) on a
-seeded random window and compared with the PyTorch model; nothing is written under FILE unless it matches.
+seeded random window and compared with the PyTorch model; nothing is written under FILE unless it matches. Both
+run as window functions through ccq's sliding window (`ccq.inference.sliding_window`, the stitcher every prediction
+uses), on a volume of one window, so the check also covers how a ccq runtime reads the graph's output.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import difflib
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from ccq.errors import CCQError
 from ccq.export.onnx_ops import accurate_group_norm
 from ccq.export.spec import INPUT_NAME, OUTPUT_NAME, companion_path_name, deployment_spec
 from ccq.export.wrappers import AllTasksNet, TaskFixedNet
+from ccq.inference.sliding_window import WindowFunction, sliding_window
 from ccq.utils import fs
 
 FORMATS = ("onnx", "torchscript")
@@ -118,25 +122,27 @@ def export_model(
     net = ckpt.model
     net.eval().requires_grad_(False)
     wrapper = (AllTasksNet(net, [t.id for t in tasks]) if task == ALL_TASKS else TaskFixedNet(net, tasks[0].id)).eval()
-    window = torch.randn((1, 1, *ckpt.preprocessing.patch_size), generator=torch.Generator().manual_seed(CHECK_SEED))
-    with torch.no_grad():
-        expected = wrapper(window).numpy()
+    patch = tuple(ckpt.preprocessing.patch_size)
+    window = torch.randn((1, 1, *patch), generator=torch.Generator().manual_seed(CHECK_SEED))
+    output_shape = (1, len(tasks), 2, *patch) if task == ALL_TASKS else (1, 2, *patch)
+    expected = _stitched(_graph_windows(wrapper, output_shape, out, "PyTorch"), window)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = fs.temporary_path(out)
     try:
         if fmt == "onnx":
             exporter = _export_onnx(wrapper, window, tmp)
-            got, runtime = _run_onnx(tmp, window)
+            run, runtime = _onnx_runner(tmp)
         else:
             exporter = _export_torchscript(wrapper, window, tmp)
-            got, runtime = _run_torchscript(tmp, window)
-        diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
-        limit = CHECK_TOLERANCE * max(1.0, float(np.max(np.abs(expected))))
+            run, runtime = _torchscript_runner(tmp)
+        got = _stitched(_graph_windows(run, output_shape, out, f"the exported {fmt}"), window)
+        diff = float((got - expected).abs().max())
+        limit = CHECK_TOLERANCE * max(1.0, float(expected.abs().max()))
         if not diff <= limit:
             raise CCQError(
-                f"{out}: the exported {fmt} model differs from PyTorch by {diff:.3g} (shape {list(got.shape)}, "
-                f"expected {list(expected.shape)}, tolerance {limit:.3g}); nothing was written"
+                f"{out}: the exported {fmt} model differs from PyTorch by {diff:.3g} (shape {list(output_shape)}, "
+                f"tolerance {limit:.3g}); nothing was written"
             )
         spec = deployment_spec(
             model_file=out.name,
@@ -169,7 +175,7 @@ def export_model(
         model_format=fmt,
         tasks=tuple(t.name for t in tasks),
         input_shape=tuple(window.shape),
-        output_shape=tuple(expected.shape),
+        output_shape=output_shape,
         max_abs_diff=diff,
     )
 
@@ -222,7 +228,35 @@ def _export_onnx(wrapper: torch.nn.Module, window: torch.Tensor, path: Path) -> 
     return f"torch.onnx.export (TorchScript-based, dynamo=False), opset {ONNX_OPSET}, GroupNorm as axis-wise means"
 
 
-def _run_onnx(path: Path, window: torch.Tensor) -> tuple[np.ndarray, str]:
+GraphRunner = Callable[[torch.Tensor], "np.ndarray | torch.Tensor"]
+"""An exported graph: one window [1, 1, d, h, w] -> its raw output (logits of the exported layout)."""
+
+
+def _graph_windows(run: GraphRunner, output_shape: tuple[int, ...], out: Path, what: str) -> WindowFunction:
+    """A batch-1 graph as a window function: windows [N, 1, d, h, w] -> logits [N, C, d, h, w] (the graph's
+    task and channel axes flattened), one window at a time; CCQError if it does not give ``output_shape``."""
+
+    def windows(x: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for one in x:
+            got = torch.as_tensor(np.asarray(run(one[None])))
+            if tuple(got.shape) != output_shape:
+                raise CCQError(
+                    f"{out}: {what} model gives an output of shape {list(got.shape)}, expected "
+                    f"{list(output_shape)}; nothing was written"
+                )
+            outputs.append(got.reshape(1, -1, *got.shape[-3:]))
+        return torch.cat(outputs)
+
+    return windows
+
+
+def _stitched(window_fn: WindowFunction, window: torch.Tensor) -> torch.Tensor:
+    """The check volume (one window [1, 1, d, h, w]) through the sliding window -> float32 [C, d, h, w]."""
+    return sliding_window(window[0, 0], window_fn, tuple(window.shape[2:]), device="cpu")
+
+
+def _onnx_runner(path: Path) -> tuple[GraphRunner, str]:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -230,8 +264,11 @@ def _run_onnx(path: Path, window: torch.Tensor) -> tuple[np.ndarray, str]:
             "checking the ONNX export needs 'onnxruntime': pip install 'ccq[export]' (nothing was written)"
         ) from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: window.numpy()})[0]
-    return np.asarray(got), f"onnxruntime {ort.__version__} (CPU)"
+
+    def run(window: torch.Tensor) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {INPUT_NAME: window.numpy()})[0]
+
+    return run, f"onnxruntime {ort.__version__} (CPU)"
 
 
 def _export_torchscript(wrapper: torch.nn.Module, window: torch.Tensor, path: Path) -> str:
@@ -244,10 +281,8 @@ def _export_torchscript(wrapper: torch.nn.Module, window: torch.Tensor, path: Pa
     return "torch.jit.trace"
 
 
-def _run_torchscript(path: Path, window: torch.Tensor) -> tuple[np.ndarray, str]:
+def _torchscript_runner(path: Path) -> tuple[GraphRunner, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is in maintenance: the format asked for
         loaded = torch.jit.load(str(path), map_location="cpu")
-    with torch.no_grad():
-        got = loaded(window)
-    return got.numpy(), f"torch.jit.load (torch {torch.__version__.split('+')[0]})"
+    return loaded, f"torch.jit.load (torch {torch.__version__.split('+')[0]})"

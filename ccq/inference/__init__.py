@@ -9,9 +9,17 @@ from ccq.inference.predictor import (
     PreparedVolume,
     TaskResult,
     inference_device,
-    predict_case,
+    inference_layout,
 )
-from ccq.inference.sliding_window import gaussian_importance, predict_channels, predict_volume, window_starts
+from ccq.inference.sliding_window import (
+    flip_tta,
+    gaussian_importance,
+    model_windows,
+    predict_channels,
+    predict_volume,
+    sliding_window,
+    window_starts,
+)
 from ccq.inference.writer import CaseWriter, check_outputs_free, output_paths, write_case_outputs
 from ccq.utils.device import resolve_device
 
@@ -25,14 +33,17 @@ __all__ = [
     "TaskRule",
     "apply_rule",
     "check_outputs_free",
+    "flip_tta",
     "gaussian_importance",
     "inference_device",
+    "inference_layout",
+    "model_windows",
     "output_paths",
     "predict",
-    "predict_case",
     "predict_channels",
     "predict_volume",
     "resolve_device",
+    "sliding_window",
     "window_starts",
     "write_case_outputs",
 ]

@@ -49,6 +49,15 @@ def inference_device(device: str | torch.device | None) -> torch.device:
     return resolve_device(device)
 
 
+def inference_layout(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` (in place) in the memory layout that predicts fastest on ``device``: channels-last on the CPU,
+    where oneDNN's 3D convolutions ran 10-20% faster on it than on the default layout, on the demo and the
+    official models alike (BENCHMARKS.md); the values are the same up to float32 rounding."""
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
 @dataclass(eq=False)
 class PreparedVolume:
     """A CT on the checkpoint's prepared grid, and what is needed to write results on the input's grid."""
@@ -136,7 +145,7 @@ class Predictor:
         else:
             self.path = resolve_model_path(checkpoint)
             loaded = load_checkpoint(self.path, device=self.device)
-        self.model = loaded.model.eval()
+        self.model = inference_layout(loaded.model.eval(), self.device)
         self.collection = loaded.collection
         self.preprocessing = loaded.preprocessing
         self.model_config = loaded.model_config
@@ -280,15 +289,3 @@ class Predictor:
             if result.probabilities is not None:
                 out.probabilities[name] = result.probabilities
         return out
-
-
-def predict_case(
-    checkpoint: str | Path | LoadedCheckpoint,
-    volume: Any,
-    tasks: str | Sequence[str | int] | None = "all",
-    device: str = "auto",
-    **options: Any,
-) -> dict[str, np.ndarray]:
-    """``{task: label map}`` for one CT, in each task's label convention, on the input's own grid."""
-    return Predictor(checkpoint, device=device, **options).predict(volume, tasks).labels
-

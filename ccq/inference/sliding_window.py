@@ -1,25 +1,29 @@
 """Sliding-window prediction of whole prepared volumes (DESIGN §5): Gaussian-weighted windows at 50% overlap.
 
-Every window runs `model.forward_all_tasks` once, so all requested tasks share one encoder pass. Windows are
-stitched as sigmoid probabilities (the official model outputs probabilities and averages those), weighted by
-a Gaussian importance map (sigma = patch / 8) so that window borders, which see less context, count less.
+`sliding_window` places the windows and stitches what a window function gives for them (a batch of windows
+[N, 1, d, h, w] -> probabilities [N, C, d, h, w], the contract of MONAI's ``sliding_window_inference``): a ccq
+model (`model_windows`: every requested task in one pass, so all tasks share one encoder pass, and only the
+requested (task, channel) pairs decoded), an exported graph (`ccq.export`), flip test-time augmentation around
+either (`flip_tta`). Windows are stitched as sigmoid probabilities (the official model outputs probabilities and
+averages those), weighted by a Gaussian importance map (sigma = patch / 8) so that window borders, which see less
+context, count less.
 
 Stitching happens on the CPU, whatever device runs the model, and needs little memory: windows go in z-major
 order, so once a row of windows (same z start) is done, the slices before the next row's start are final. The
 float32 sums are kept only for the slices one row of windows covers (patch depth x the whole H x W); finished
 slices go to the output in its own dtype (float16 for `ccq predict`), only for the (task, channel) pairs asked for.
 
-Written here rather than with MONAI's `sliding_window_inference` because we need the stitching per task
-group, padding with the windowed value of air rather than 0, flip test-time augmentation inside each window,
-and to keep `ccq predict` from paying MONAI's multi-second import; the window placement follows nnU-Net
-(evenly spaced windows, the last one flush with the volume's end).
+Written here rather than with MONAI's `sliding_window_inference` because we need the rolling stitch (a full
+CT's float32 sums of every channel are large), padding with the windowed value of air rather than 0, and to keep
+`ccq predict` from paying MONAI's multi-second import; the window placement follows nnU-Net (evenly spaced
+windows, the last one flush with the volume's end).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,9 +32,7 @@ from tqdm import tqdm
 
 from ccq.errors import CCQError
 
-FLIP_AXES: tuple[tuple[int, ...], ...] = tuple(
-    axes for r in range(4) for axes in itertools.combinations((0, 1, 2), r)
-)
+FLIP_AXES: tuple[tuple[int, ...], ...] = tuple(axes for r in range(4) for axes in itertools.combinations((0, 1, 2), r))
 """The 8 flip combinations of (z, y, x) used by test-time augmentation (the identity first)."""
 
 
@@ -74,20 +76,6 @@ def _as_volume(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     if t.ndim != 3:
         raise CCQError(f"predict_volume: image of shape {tuple(t.shape)}; expected [D, H, W] or [1, D, H, W]")
     return t.float()
-
-
-def _window_probabilities(model: nn.Module, x: torch.Tensor, tasks: torch.Tensor, tta: bool) -> torch.Tensor:
-    """x: [N, 1, d, h, w] -> probabilities [N, T, 2, d, h, w] (averaged over the 8 flips with ``tta``)."""
-    if not tta:
-        return torch.sigmoid(model.forward_all_tasks(x, tasks).float())
-    total = None
-    for axes in FLIP_AXES:
-        dims = [2 + a for a in axes]
-        xi = torch.flip(x, dims) if dims else x
-        p = torch.sigmoid(model.forward_all_tasks(xi, tasks).float())
-        p = torch.flip(p, [3 + a for a in axes]) if dims else p  # output has the extra T axis
-        total = p if total is None else total + p
-    return total / len(FLIP_AXES)
 
 
 class _RollingStitch:
@@ -134,7 +122,148 @@ class _RollingStitch:
         self.base = upto
 
 
+WindowFunction = Callable[[torch.Tensor], torch.Tensor]
+"""A batch of windows [N, 1, d, h, w] -> probabilities [N, C, d, h, w] (any float dtype, on the windows' device):
+the contract of MONAI's ``sliding_window_inference`` predictor. C is the same for every call."""
+
+
+def flip_tta(window_fn: WindowFunction) -> WindowFunction:
+    """Test-time augmentation of a window function: the mean of its outputs over the 8 flips of (z, y, x), each
+    flipped back (8 calls per batch)."""
+
+    def averaged(x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for axes in FLIP_AXES:
+            dims = [2 + a for a in axes]
+            p = window_fn(torch.flip(x, dims)) if dims else window_fn(x)
+            p = torch.flip(p, dims) if dims else p
+            total = p if total is None else total + p
+        return total / len(FLIP_AXES)
+
+    return averaged
+
+
+def model_windows(
+    model: nn.Module,
+    task_ids: Sequence[int] | torch.Tensor,
+    channels: Sequence[tuple[int, int]] | None = None,
+) -> WindowFunction:
+    """The window function of a ccq model: sigmoid probabilities of the (index into ``task_ids``, channel 0 organ
+    / 1 tumor) pairs ``channels`` (default every pair, task by task), float32 [N, C, d, h, w]. Puts ``model`` in
+    eval mode.
+
+    A model with ``forward_channels(x, [(task id, channel), ...])`` (every ccq model) decodes only those pairs;
+    one with only ``forward_all_tasks(x, tasks [T]) -> [N, T, 2, ...]`` runs every task and keeps the pairs."""
+    tasks = torch.as_tensor(task_ids, dtype=torch.long).reshape(-1)
+    if tasks.numel() == 0:
+        raise CCQError("predict_volume: no task ids given")
+    if channels is None:
+        channels = [(t, c) for t in range(tasks.numel()) for c in range(2)]
+    pairs = [(int(t), int(c)) for t, c in channels]
+    if not pairs or any(not (0 <= t < tasks.numel() and c in (0, 1)) for t, c in pairs):
+        raise CCQError(f"channels={list(channels)!r}: expected (task index < {tasks.numel()}, 0 or 1) pairs")
+    model.eval()
+    if hasattr(model, "forward_channels"):
+        requested = [(int(tasks[t]), c) for t, c in pairs]
+        return lambda x: torch.sigmoid(model.forward_channels(x, requested).float())
+    task_index, channel_index = [t for t, _ in pairs], [c for _, c in pairs]
+
+    def all_tasks(x: torch.Tensor) -> torch.Tensor:
+        probs = torch.sigmoid(model.forward_all_tasks(x, tasks.to(x.device)).float())  # [N, T, 2, d, h, w]
+        return probs[:, task_index, channel_index]
+
+    return all_tasks
+
+
+def _check_window_options(overlap: float, batch_size: int, patch_size: Sequence[int]) -> tuple[int, ...]:
+    if not 0.0 <= overlap < 1.0:
+        raise CCQError(f"overlap={overlap}: expected a fraction in [0, 1)")
+    if batch_size < 1:
+        raise CCQError(f"batch_size={batch_size}: expected at least 1 window per pass")
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != 3 or min(patch) < 1:
+        raise CCQError(f"patch_size={patch_size!r}: expected three positive integers (D, H, W)")
+    return patch
+
+
 @torch.inference_mode()
+def sliding_window(
+    image: np.ndarray | torch.Tensor,
+    window_fn: WindowFunction,
+    patch_size: Sequence[int],
+    *,
+    overlap: float = 0.5,
+    sigma_scale: float = 0.125,
+    batch_size: int = 1,
+    pad_value: float = -1.0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Run ``window_fn`` over a whole volume window by window and stitch its outputs.
+
+    Args:
+        image: the prepared (reoriented, resampled, windowed) volume [D, H, W] (or [1, D, H, W]).
+        window_fn: windows [N, 1, d, h, w] -> probabilities [N, C, d, h, w] (`WindowFunction`; see
+            `model_windows`, `flip_tta`). Any per-voxel score that may be averaged works the same way.
+        patch_size: window size (d, h, w).
+        overlap: fraction of a window shared with its neighbour (0.5 official).
+        sigma_scale: Gaussian sigma as a fraction of the patch (1/8 official).
+        batch_size: windows per call of ``window_fn``.
+        pad_value: value of the padding when the volume is smaller than the patch (air after windowing: -1
+            for the official HU window).
+        device: where the windows are sent before ``window_fn`` (None: stay on the CPU). Stitching happens on
+            the CPU.
+        dtype: dtype of the result (the sums are float32 either way).
+        progress: show a progress bar over the windows.
+
+    Returns:
+        CPU tensor [C, D, H, W] of ``dtype``, the spatial shape of ``image``.
+    """
+    patch = _check_window_options(overlap, batch_size, patch_size)
+    volume = _as_volume(image)
+    device = torch.device("cpu") if device is None else torch.device(device)
+
+    # Pad (centred) up to the patch where the volume is smaller; cropped off again when flushing.
+    shape = tuple(volume.shape)
+    padded_shape = tuple(max(n, p) for n, p in zip(shape, patch, strict=True))
+    before = [(q - n) // 2 for n, q in zip(shape, padded_shape, strict=True)]
+    if padded_shape != shape:
+        canvas = torch.full(padded_shape, float(pad_value), dtype=volume.dtype)
+        canvas[tuple(slice(b, b + n) for b, n in zip(before, shape, strict=True))] = volume
+        volume = canvas
+
+    axes = [window_starts(n, p, overlap) for n, p in zip(padded_shape, patch, strict=True)]
+    starts = list(itertools.product(*axes))  # z-major: what the rolling stitch relies on
+    weights = gaussian_importance(patch, sigma_scale).to(device)
+    weights_cpu = weights.cpu()
+    stitch: _RollingStitch | None = None  # made at the first output, which tells the channel count
+    bar = tqdm(total=len(starts), desc="windows", unit="win", disable=not progress, leave=False)
+    try:
+        for first in range(0, len(starts), batch_size):
+            chunk = starts[first : first + batch_size]
+            x = torch.stack([volume[tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True))] for st in chunk])
+            probs = window_fn(x[:, None].to(device))
+            if probs.ndim != 5 or probs.shape[0] != len(chunk) or tuple(probs.shape[2:]) != patch:
+                raise CCQError(
+                    f"sliding_window: the window function gave shape {tuple(probs.shape)} for {len(chunk)} "
+                    f"windows of {patch}; expected [N, C, *patch]"
+                )
+            if stitch is None:
+                out = torch.empty((probs.shape[1], *shape), dtype=dtype)
+                stitch = _RollingStitch(out, padded_shape, before, patch[0])
+            weighted = (probs.float() * weights).cpu()  # [N, C, d, h, w]
+            del probs
+            for st, p in zip(chunk, weighted, strict=True):
+                stitch.add(st, patch, p, weights_cpu)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    assert stitch is not None  # there is always at least one window
+    stitch.flush(stitch.base + patch[0])
+    return stitch.out
+
+
 def predict_channels(
     model: nn.Module,
     image: np.ndarray | torch.Tensor,
@@ -151,11 +280,13 @@ def predict_channels(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Probabilities of chosen (task, channel) pairs for a whole prepared volume.
+    """Probabilities of chosen (task, channel) pairs for a whole prepared volume: `sliding_window` over
+    `model_windows` (wrapped in `flip_tta` with ``tta``).
 
     Args:
-        model: a CCQNet / DoDNet: anything with ``forward_all_tasks(x [B, 1, D, H, W], tasks [T])`` returning
-            logits [B, T, 2, D, H, W]; it is put in eval mode.
+        model: a ccq model: anything with ``forward_channels(x [B, 1, D, H, W], [(task id, channel), ...])``
+            returning logits [B, P, D, H, W] (only the requested pairs are decoded), or with
+            ``forward_all_tasks(x, tasks [T])`` returning logits [B, T, 2, D, H, W]; it is put in eval mode.
         image: the prepared (reoriented, resampled, windowed) volume [D, H, W].
         task_ids: the T task ids every window is run for (in one pass).
         channels: the (index into ``task_ids``, channel 0 organ / 1 tumor) pairs to keep, in output order;
@@ -175,65 +306,20 @@ def predict_channels(
     Returns:
         CPU tensor [C, D, H, W] of ``dtype``, C = len(channels), the spatial shape of ``image``.
     """
-    if not 0.0 <= overlap < 1.0:
-        raise CCQError(f"overlap={overlap}: expected a fraction in [0, 1)")
-    if batch_size < 1:
-        raise CCQError(f"batch_size={batch_size}: expected at least 1 window per pass")
     if patch_size is None:
         config = getattr(model, "config", None)
         if config is None:
             raise CCQError("predict_volume: give patch_size (the model has no .config)")
         patch_size = config.patch_size
-    patch = tuple(int(p) for p in patch_size)
-    if len(patch) != 3 or min(patch) < 1:
-        raise CCQError(f"patch_size={patch_size!r}: expected three positive integers (D, H, W)")
+    _check_window_options(overlap, batch_size, patch_size)
     volume = _as_volume(image)
+    window_fn = model_windows(model, task_ids, channels)
     if device is None:
         device = next(model.parameters()).device
-    tasks = torch.as_tensor(task_ids, dtype=torch.long).reshape(-1)
-    if tasks.numel() == 0:
-        raise CCQError("predict_volume: no task ids given")
-    if channels is None:
-        channels = [(t, c) for t in range(tasks.numel()) for c in range(2)]
-    pairs = [(int(t), int(c)) for t, c in channels]
-    if not pairs or any(not (0 <= t < tasks.numel() and c in (0, 1)) for t, c in pairs):
-        raise CCQError(f"channels={list(channels)!r}: expected (task index < {tasks.numel()}, 0 or 1) pairs")
-
-    # Pad (centred) up to the patch where the volume is smaller; cropped off again when flushing.
-    shape = tuple(volume.shape)
-    padded_shape = tuple(max(n, p) for n, p in zip(shape, patch, strict=True))
-    before = [(q - n) // 2 for n, q in zip(shape, padded_shape, strict=True)]
-    if padded_shape != shape:
-        canvas = torch.full(padded_shape, float(pad_value), dtype=volume.dtype)
-        canvas[tuple(slice(b, b + n) for b, n in zip(before, shape, strict=True))] = volume
-        volume = canvas
-
-    axes = [window_starts(n, p, overlap) for n, p in zip(padded_shape, patch, strict=True)]
-    starts = list(itertools.product(*axes))  # z-major: what the rolling stitch relies on
-    out = torch.empty((len(pairs), *shape), dtype=dtype)
-    stitch = _RollingStitch(out, padded_shape, before, patch[0])
-    weights = gaussian_importance(patch, sigma_scale).to(device)
-    weights_cpu = weights.cpu()
-    task_index = torch.tensor([t for t, _ in pairs], device=device)
-    channel_index = torch.tensor([c for _, c in pairs], device=device)
-    model.eval()
-    tasks_dev = tasks.to(device)
-    bar = tqdm(total=len(starts), desc="windows", unit="win", disable=not progress, leave=False)
-    try:
-        for first in range(0, len(starts), batch_size):
-            chunk = starts[first : first + batch_size]
-            x = torch.stack([volume[tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True))] for st in chunk])
-            probs = _window_probabilities(model, x[:, None].to(device), tasks_dev, tta)  # [N, T, 2, d, h, w]
-            weighted = probs[:, task_index, channel_index]  # [N, C, d, h, w], a copy (advanced indexing)
-            del probs
-            weighted = weighted.mul_(weights).cpu()
-            for st, p in zip(chunk, weighted, strict=True):
-                stitch.add(st, patch, p, weights_cpu)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    stitch.flush(stitch.base + patch[0])
-    return out
+    return sliding_window(
+        volume, flip_tta(window_fn) if tta else window_fn, patch_size, overlap=overlap, sigma_scale=sigma_scale,
+        batch_size=batch_size, pad_value=pad_value, device=device, dtype=dtype, progress=progress,
+    )  # fmt: skip
 
 
 def predict_volume(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
 
@@ -33,6 +35,31 @@ def as_task_tensor(
     if t.device.type != "meta" and not tracing and bool(((t < 0) | (t >= num_tasks)).any()):
         raise ValueError(f"task ids {t.tolist()} out of range: the model knows tasks 0..{num_tasks - 1}")
     return t
+
+
+def check_pairs(pairs: Sequence[tuple[int, int]], num_tasks: int) -> list[tuple[int, int]]:
+    """(task id, channel) pairs as ints; ValueError for an empty list, a task out of range or a channel other than
+    0 (organ) / 1 (tumor)."""
+    checked = [(int(t), int(c)) for t, c in pairs]
+    if not checked or any(not (0 <= t < num_tasks and c in (ORGAN, TUMOR)) for t, c in checked):
+        raise ValueError(
+            f"channels {list(pairs)!r}: expected (task id in 0..{num_tasks - 1}, 0 organ or 1 tumor) pairs"
+        )
+    return checked
+
+
+def channels_from_all_tasks(
+    forward_all_tasks: Callable[[torch.Tensor, list[int]], torch.Tensor],
+    x: torch.Tensor,
+    pairs: Sequence[tuple[int, int]],
+    num_tasks: int,
+) -> torch.Tensor:
+    """`forward_channels` of a model whose task passes give both channels at once: only the tasks that some pair
+    asks for are run. x: [B, C_in, D, H, W] -> logits [B, P, D, H, W], the P pairs in order."""
+    checked = check_pairs(pairs, num_tasks)
+    tasks = list(dict.fromkeys(t for t, _ in checked))
+    logits = forward_all_tasks(x, tasks)  # [B, T', 2, D, H, W]
+    return torch.stack([logits[:, tasks.index(t), c] for t, c in checked], dim=1)
 
 
 def one_hot_tasks(task_ids: torch.Tensor, num_tasks: int, dtype: torch.dtype) -> torch.Tensor:
@@ -113,3 +140,15 @@ class CCQNet(nn.Module):
         per_group = tasks.repeat_interleave(2).unsqueeze(1).expand(-1, b)
         logits = self._decode(x, per_group, [ORGAN, TUMOR] * tasks.numel())
         return logits.view(tasks.numel(), 2, b, *logits.shape[2:]).permute(2, 0, 1, 3, 4, 5)
+
+    def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; pairs: P (task id, channel: 0 organ / 1 tumor) -> logits [B, P, D, H, W].
+
+        Only the P requested (task, branch) passes run after the shared encoder and image transformer (query
+        generation, focused querying, weighting, decoder and head): a channel that no dataset labels costs
+        nothing. Every pass depends on its own task and branch only, so each channel equals the one
+        `forward_all_tasks` gives (up to float rounding, which the batch size may change)."""
+        checked = check_pairs(pairs, self.num_tasks)
+        tasks = torch.tensor([t for t, _ in checked], dtype=torch.long, device=x.device)
+        logits = self._decode(x, tasks.unsqueeze(1).expand(-1, x.shape[0]), [c for _, c in checked])
+        return logits.transpose(0, 1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from ccq.models.ccq_net import as_task_tensor, one_hot_tasks
+from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks, one_hot_tasks
 from ccq.models.decoder import Decoder
 from ccq.models.encoder import CNNEncoder
 from ccq.models.head import DynamicHead
@@ -63,3 +65,8 @@ class DoDNet(nn.Module):
         as_task_tensor(tasks, tasks.numel(), self.num_tasks, x.device)
         per_group = tasks.unsqueeze(1).expand(-1, x.shape[0])
         return self._decode(x, per_group).transpose(0, 1)
+
+    def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; pairs: P (task id, channel: 0 organ / 1 tumor) -> logits [B, P, D, H, W]; only
+        the tasks some pair asks for are run (the head gives both channels of a task at once)."""
+        return channels_from_all_tasks(self.forward_all_tasks, x, pairs, self.num_tasks)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.utils import _python_dispatch
 
 _RECOMPUTE = True
 
@@ -45,6 +46,58 @@ def _act(x: torch.Tensor, slope: float | None, inplace: bool) -> torch.Tensor:
 def upsample2(x: torch.Tensor) -> torch.Tensor:
     """Trilinear x2 upsampling as the official decoder (align_corners=False)."""
     return F.interpolate(x, scale_factor=2.0, mode="trilinear", align_corners=False)
+
+
+_ONEDNN_ONE_SAMPLE = True
+
+
+@contextlib.contextmanager
+def onednn_for_one_sample(enabled: bool) -> Iterator[None]:
+    """Turn `conv3d`'s routing of one-sample CPU convolutions to oneDNN on or off (on by default), e.g. to measure
+    what it saves."""
+    global _ONEDNN_ONE_SAMPLE
+    previous, _ONEDNN_ONE_SAMPLE = _ONEDNN_ONE_SAMPLE, enabled
+    try:
+        yield
+    finally:
+        _ONEDNN_ONE_SAMPLE = previous
+
+
+def _one_sample_on_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `conv3d` sends this convolution to oneDNN itself (see there)."""
+    return (
+        _ONEDNN_ONE_SAMPLE
+        and x.shape[0] == 1
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and tuple(weight.shape[2:]) != (1, 1, 1)
+        and not torch.is_grad_enabled()
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and _python_dispatch._get_current_dispatch_mode() is None  # FLOP counters, fake tensors: the public op
+    )
+
+
+def conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int, int],
+    padding: tuple[int, int, int],
+) -> torch.Tensor:
+    """F.conv3d; x: [B, C_in, D, H, W] -> [B, C_out, D', H', W'].
+
+    Except for one sample on the CPU (a sliding window of batch 1) when no gradient is recorded: PyTorch's
+    heuristic sends such an input with few voxels per channel (B * C * D * H <= 20480) to its reference
+    im2col convolution, which measured 8-16x slower than oneDNN on the demo model's 3x3x3 convolutions
+    (BENCHMARKS.md, all-task prediction); those go to oneDNN directly. 1x1x1 kernels keep the heuristic's choice.
+    """
+    if _one_sample_on_onednn(x, weight):
+        return torch.ops.aten.mkldnn_convolution(x, weight, bias, list(padding), list(stride), [1, 1, 1], 1)
+    return F.conv3d(x, weight, bias, stride, padding)
 
 
 class _Spec(NamedTuple):
@@ -156,4 +209,4 @@ def norm_act_conv(
     tensors = (x, weight, bias, conv_weight, conv_bias)
     if _RECOMPUTE and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return _NormActConv.apply(x, weight, bias, conv_weight, conv_bias, source, spec)
-    return F.conv3d(_front(x, weight, bias, spec), conv_weight, conv_bias, spec.stride, spec.padding)
+    return conv3d(_front(x, weight, bias, spec), conv_weight, conv_bias, spec.stride, spec.padding)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ccq.models.config import Activation
-from ccq.models.fused import norm_act_conv
+from ccq.models.fused import conv3d, norm_act_conv
 
 
 def make_activation(kind: Activation, negative_slope: float = 0.1) -> nn.Module:
@@ -86,7 +85,7 @@ class WSConv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, C_in, D, H, W] -> [B, C_out, D', H', W']."""
-        return F.conv3d(x, self.standardized_weight(), self.bias, self.stride, self.padding)
+        return conv3d(x, self.standardized_weight(), self.bias, self.stride, self.padding)
 
 
 def make_conv(

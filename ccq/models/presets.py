@@ -72,17 +72,6 @@ BASES.update(
     }
 )
 
-TABLE1_ROWS: dict[str, str] = {
-    "multinets": "Multi-Nets",
-    "tal": "TAL",
-    "multihead": "Multi-Head",
-    "dodnet": "DoDNet",
-    "condenc": "Cond-Enc",
-    "conddec": "Cond-Dec",
-    "official": "CCQ",
-}
-"""The preset of each row of the paper's Table 1, in the paper's order."""
-
 # Table 2 of the paper, plus the paper's own Eq. 5 skip gate. Applied on top of a base size.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -98,20 +87,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "nq64": {"num_queries": 64},
     "paper-skip": {"skip": "paper"},  # Eq. 5 as written: 1x1x1 convs, S*gate + S
 }
-
-TABLE2_ROWS: dict[str, str] = {
-    "full": "CCQ",
-    "no-qgen": "w/o Q-Generation",
-    "no-querying": "w/o Querying",
-    "no-cat": "w/o Q-F_enc-Cat",
-    "baseline": "Baseline",
-    "baseline-imgattn": "Baseline+IMG-Self-Attn",
-    "baseline-imgattn-attnskip": "Baseline+IMG-Self-Attn+Attn-Skip",
-    "no-attnskip": "w/o Attn-Skip",
-    "nq16": "N_q = 16",
-    "nq32": "N_q = 32",
-    "nq64": "N_q = 64",
-}
+# The paper's rows (names, order, figures) and the preset or ablation of each: `ccq.evaluation.paper`.
 
 
 def preset_names() -> list[str]:

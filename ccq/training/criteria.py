@@ -15,7 +15,7 @@ import torch
 
 from ccq.models.baselines.tal import tal_num_classes, task_class_logits
 from ccq.models.config import ModelConfig
-from ccq.training.loss import IGNORE, LossTerms, partial_label_loss
+from ccq.training.loss import IGNORE, LossTerms, masked_channel_mean, partial_label_loss
 
 Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LossTerms]
 """(output, target [B, 2, D, H, W] with -1 = unlabeled channel, task_id [B]) -> LossTerms."""
@@ -27,18 +27,6 @@ _GROUP_CHANNELS = ((0, 0), (1, 0), (1, 1), (0, 1))
 
 def _partial(output: torch.Tensor, target: torch.Tensor, task_id: torch.Tensor) -> LossTerms:
     return partial_label_loss(output, target)
-
-
-def _mean_over_labeled(values: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
-    """values, labeled: [B, C] -> mean over the labeled samples of each channel, then over the channels that have
-    one (as the partial-label loss); zero, with a graph, when nothing is labeled."""
-    weights = labeled.to(values.dtype)
-    count = weights.sum(dim=0)
-    per_channel = (values * weights).sum(dim=0) / count.clamp_min(1.0)
-    has_label = count > 0
-    if not bool(has_label.any()):
-        return (values * 0.0).sum()
-    return per_channel[has_label].mean()
 
 
 def target_adaptive_loss(
@@ -84,7 +72,7 @@ def target_adaptive_loss(
     log_all = torch.logsumexp(groups, dim=1)  # [B, N]
     log_consistent = torch.logsumexp(groups.masked_fill(~allowed, float("-inf")), dim=1)
     ce_per_sample = (log_all - log_consistent).mean(dim=1)  # [B]
-    ce = _mean_over_labeled(ce_per_sample.unsqueeze(1), labeled.any(dim=1, keepdim=True))
+    ce = masked_channel_mean(ce_per_sample.unsqueeze(1), labeled.any(dim=1, keepdim=True))
 
     rest, organ_only, both, tumor_only = groups.unbind(1)
     p = torch.stack(
@@ -92,7 +80,7 @@ def target_adaptive_loss(
     ).exp()  # [B, 2, N]: marginal probabilities of the task's channels
     t = torch.where(labeled.unsqueeze(-1), positive.float(), torch.zeros_like(target))
     dice = 1.0 - 2.0 * (p * t).sum(-1) / (p.sum(-1) + t.sum(-1) + smooth)
-    dice_term = _mean_over_labeled(dice, labeled)
+    dice_term = masked_channel_mean(dice, labeled)
     return LossTerms(total=dice_term + ce, dice=dice_term, bce=ce)
 
 

@@ -18,9 +18,10 @@ class LossTerms:
     bce: torch.Tensor
 
 
-def _masked_channel_mean(values: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
+def masked_channel_mean(values: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
     """values, labeled: [B, C]. Mean over the labeled samples of each channel, then over channels that have at
-    least one labeled sample (as the official code). Zero (with a graph) when nothing is labeled."""
+    least one labeled sample (as the official code). Zero (with a graph) when nothing is labeled. Every loss of
+    `ccq.training.criteria` averages its terms this way."""
     weights = labeled.to(values.dtype)
     count = weights.sum(dim=0)  # [C]
     per_channel = (values * weights).sum(dim=0) / count.clamp_min(1.0)
@@ -47,6 +48,6 @@ def partial_label_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float
     p = torch.sigmoid(logits)
     dice = 1.0 - 2.0 * (p * t).sum(-1) / (p.sum(-1) + t.sum(-1) + smooth)
     bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean(-1)
-    dice_term = _masked_channel_mean(dice, labeled)
-    bce_term = _masked_channel_mean(bce, labeled)
+    dice_term = masked_channel_mean(dice, labeled)
+    bce_term = masked_channel_mean(bce, labeled)
     return LossTerms(total=dice_term + bce_term, dice=dice_term, bce=bce_term)

@@ -14,15 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ccq.data.cache import PreparedDataset
-from ccq.data.collection import CHANNELS
-from ccq.data.prepare import channel_lut
-from ccq.evaluation.metrics import dice_score, nanmean
-from ccq.inference.sliding_window import predict_volume
+from ccq.evaluation.metrics import nanmean
+from ccq.evaluation.prepared import score_prepared_cases
 
 
 @dataclass(frozen=True)
@@ -82,32 +79,20 @@ def validate(
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Sliding-window prediction of each held-out prepared volume for its own task; Dice ("mots" definition,
-    threshold 0.5) of each channel the task labels.
+    threshold 0.5) of each channel the task labels (`ccq.evaluation.prepared`, as ``ccq reproduce`` scores).
 
     Returns ``{"cases": {key: {"organ": d, "tumor": d}}, "categories": {"task/organ": mean}, "mean": m}``
     where ``mean`` averages the categories with equal weight (as the paper averages its 11 categories).
     """
-    pre = dataset.preprocessing
     wanted = set(keys)
     entries = [e for e in dataset.entries if case_key(e) in wanted]
+    results = score_prepared_cases(model, dataset, entries, definition="mots", hd95=False, patch_size=patch_size,
+                                   overlap=overlap, batch_size=batch_size, device=device)  # fmt: skip
     cases: dict[str, dict[str, float]] = {}
     per_category: dict[str, list[float]] = {}
-    was_training = model.training
-    try:
-        for entry in entries:
-            image = np.asarray(dataset.image(entry))
-            label = np.asarray(dataset.label(entry))
-            probs = predict_volume(model, image, [int(entry["task_id"])], patch_size, overlap=overlap,
-                                   batch_size=batch_size, pad_value=pre.hu_min / pre.hu_scale, device=device)
-            scores: dict[str, float] = {}
-            for c, channel in enumerate(CHANNELS):
-                lut = channel_lut(entry["channels"][channel])
-                if lut is None:
-                    continue
-                scores[channel] = dice_score(probs[0, c].numpy() > 0.5, lut[label])
-                per_category.setdefault(f"{entry['task']}/{channel}", []).append(scores[channel])
-            cases[case_key(entry)] = scores
-    finally:
-        model.train(was_training)
+    for result in results:
+        cases[result.key] = {channel: score.dice for channel, score in result.scores.items()}
+        for channel, score in result.scores.items():
+            per_category.setdefault(f"{result.entry['task']}/{channel}", []).append(score.dice)
     categories = {k: nanmean(v) for k, v in per_category.items()}
     return {"cases": cases, "categories": categories, "mean": nanmean(categories.values())}

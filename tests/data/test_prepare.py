@@ -17,6 +17,7 @@ from ccq.data.collection import Collection
 from ccq.data.prepare_run import prepare_collection
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
+from ccq.utils import fs
 
 PRE = PreprocessingConfig(spacing=(3.0, 2.0, 2.0), patch_size=(16, 32, 32))
 MSD_AFFINE = np.array([[-1.5, 0, 0, 40], [0, -1.5, 0, 30], [0, 0, 3.0, -20], [0, 0, 0, 1.0]])
@@ -251,7 +252,7 @@ def test_temporaries_of_a_running_prepare_are_kept(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob(".*")) == [f".manifest.json.tmp-{live}-0123abcd"]
     assert [p.name for p in case_parent.iterdir()] == [f".org_1.tmp-{live}-0123abcd"]
     # What this version writes carries the writer's pid.
-    cache.write_json_atomic(tmp_path / "x.json", {"score": float("nan")})
+    fs.write_json_atomic(tmp_path / "x.json", {"score": float("nan")}, indent=cache.JSON_INDENT)
     assert json.loads((tmp_path / "x.json").read_text()) == {"score": None}
 
 
@@ -372,7 +373,7 @@ def test_a_failed_run_leaves_no_index_and_stale_index_files_do_not_bind(tmp_path
         prepare_collection(collection(), tmp_path / "raw", out, PRE)
     assert not out.exists()  # made by the run, nothing prepared: removed again
     out.mkdir()
-    cache.write_json_atomic(out / cache.PREPROCESSING_FILE, {**PRE.to_dict(), "spacing": [9.0, 9.0, 9.0]})
+    fs.write_json_atomic(out / cache.PREPROCESSING_FILE, {**PRE.to_dict(), "spacing": [9.0, 9.0, 9.0]})
     make_kits(tmp_path / "raw", "kits19/data", n_labeled=1, n_unlabeled=0)
     summary = prepare_collection(collection(), tmp_path / "raw", out, PRE)  # the stale file describes no case
     assert summary.ok and json.loads((out / cache.PREPROCESSING_FILE).read_text())["spacing"] == list(PRE.spacing)

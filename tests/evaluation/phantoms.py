@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +58,27 @@ def make_tree(root: Path) -> EvalTree:
                 shifted[shifted == 2] = 1
             save_label(root / "pred" / case.case_id / f"{task.name}.nii.gz", shifted, img.affine)
     return EvalTree(raw=root / "raw", collection=collection, pred=root / "pred", perfect=root / "perfect")
+
+
+def prepared_phantoms(root: Path) -> Path:
+    """The smallest prepared folder with a test split: liver, colon and spleen phantoms (24x48x48), two cases per
+    task of which one is held out, prepared at 3 x 2.25 x 2.25 mm for the tiny patch 16x32x32."""
+    from ccq.data.prepare_run import prepare_collection
+    from ccq.data.preprocessing import PreprocessingConfig
+
+    collection = generate_collection(root / "raw", cases_per_task=2, test_cases_per_task=1, seed=0, tasks=TASKS,
+                                     shape=(24, 48, 48))  # fmt: skip
+    pre = PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32))
+    assert prepare_collection(collection, None, root / "prepared", pre).ok
+    return root / "prepared"
+
+
+def torch_threads(n: int) -> Iterator[None]:
+    """For a fixture (``yield from torch_threads(1)``): tiny models run fastest on one thread, and far faster than
+    on two when other processes share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    yield
+    torch.set_num_threads(before)

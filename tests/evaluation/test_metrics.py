@@ -47,6 +47,8 @@ def test_errors() -> None:
         dice_score(a, a[0])
     with pytest.raises(CCQError, match="expected one of mots, standard"):
         dice_score(a, a, "medpy")
+    with pytest.raises(CCQError, match="^target: a 0-d value; expected a mask array$"):
+        dice_score(a, np.True_)
 
 
 def test_channel_dice_skips_unlabeled_channels_and_summaries() -> None:

@@ -51,6 +51,15 @@ def test_standard_reports_empty_masks_as_undefined() -> None:
     assert spurious.dice == 0.0 and math.isnan(spurious.hd95) and spurious.status == "gt_empty"
 
 
+def test_dice_only_leaves_the_distance_undefined() -> None:
+    for pred, gt in ((A, B), (EMPTY, EMPTY), (EMPTY, B), (A, EMPTY)):
+        for definition in ("mots", "standard"):
+            full, fast = score_masks(pred, gt, definition), score_masks(pred, gt, definition, hd95=False)
+            assert (fast.status, fast.pred_voxels, fast.gt_voxels) == (full.status, full.pred_voxels, full.gt_voxels)
+            assert fast.dice == full.dice or (math.isnan(fast.dice) and math.isnan(full.dice))
+            assert math.isnan(fast.hd95)
+
+
 def test_identical_masks() -> None:
     assert score_masks(A, A, "standard").dice == 1.0 and score_masks(A, A, "standard").hd95 == 0.0
     assert score_masks(A, A, "mots").dice < 1.0  # the +1 in the denominator

@@ -137,6 +137,8 @@ def test_bad_input() -> None:
         hd95_pooled(a, b, (1.0, 0.0, 1.0))
     with pytest.raises(CCQError, match="expected one of auto, edt, kdtree"):
         surface_distances(a, b, method="fast")
+    with pytest.raises(CCQError, match="^mask b: a 0-d value"):
+        hd95_pooled(a, np.float64(1.0))
 
 
 def test_auto_picks_the_cheaper_method() -> None:

@@ -132,11 +132,20 @@ def test_an_export_that_does_not_reproduce_pytorch_writes_nothing(tiny_checkpoin
         path.write_bytes(b"not a model")
         return "broken exporter"
 
-    def wrong(path, window):
-        return np.zeros((1, 2, *PRE.patch_size), dtype=np.float32) + 5.0, "broken runtime"
+    def wrong(path):
+        return (lambda window: np.zeros((1, 2, *PRE.patch_size), dtype=np.float32) + 5.0), "broken runtime"
+
+    def wrong_shape(path):
+        return (lambda window: np.zeros((1, 7, 2, *PRE.patch_size), dtype=np.float32)), "broken runtime"
 
     monkeypatch.setattr(exporter_module, "_export_torchscript", broken_export)
-    monkeypatch.setattr(exporter_module, "_run_torchscript", wrong)
+    monkeypatch.setattr(exporter_module, "_torchscript_runner", wrong)
     with pytest.raises(CCQError, match=r"differs from PyTorch by .*nothing was written"):
+        export_model(tiny_checkpoint, tmp_path / "m.pt", task="liver")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(exporter_module, "_torchscript_runner", wrong_shape)
+    with pytest.raises(
+        CCQError, match=r"gives an output of shape \[1, 7, 2, 16, 32, 32\], expected \[1, 2, 16.*nothing"
+    ):
         export_model(tiny_checkpoint, tmp_path / "m.pt", task="liver")
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ccq.errors import CCQError
-from ccq.inference import CaseWriter, Predictor, predict_case, write_case_outputs
+from ccq.inference import CaseWriter, Predictor, write_case_outputs
 from ccq.io import read_dicom_series
 from tests.io.series import oblique_direction, write_dicom_series
 
@@ -214,10 +214,10 @@ def test_probabilities_are_kept_on_the_input_grid(tiny_checkpoint: Path, tmp_pat
     np.testing.assert_allclose(organ, 1 / (1 + np.exp(-40 * (windowed - 0.3))), atol=2e-3)
 
 
-def test_predict_case_with_a_real_model_keeps_the_shape(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_a_real_model_keeps_the_shape(tiny_checkpoint: Path, tmp_path: Path) -> None:
     affine = np.array([[-1.7, 0, 0, 30], [0, -1.9, 0, -12], [0, 0, 2.2, 40], [0, 0, 0, 1]])  # resampled
     path = write(tmp_path / "case.nii.gz", ct((21, 17, 9)), affine)
-    labels = predict_case(tiny_checkpoint, path, tasks=["spleen", 0], device="cpu")
+    labels = Predictor(tiny_checkpoint, device="cpu").predict(path, tasks=["spleen", 0]).labels
     assert set(labels) == {"spleen", "liver"}
     assert labels["spleen"].shape == (21, 17, 9) and set(np.unique(labels["spleen"])) <= {0, 1}
     assert set(np.unique(labels["liver"])) <= {0, 1, 2}
@@ -264,3 +264,19 @@ def test_slab_by_slab_mapping_back_equals_the_whole_volume_at_once(
     np.testing.assert_allclose(kept.astype(np.float32), whole, atol=1e-3)
     near = np.abs(whole - 0.5) < 1e-5  # rounding may only flip voxels on the threshold itself
     np.testing.assert_array_equal(mask[~near], (whole > 0.5)[~near])
+
+
+def test_the_cpu_predictor_runs_channels_last_with_the_same_probabilities(tiny_checkpoint: Path) -> None:
+    from ccq.checkpoint import load_checkpoint
+    from ccq.inference import predict_channels
+
+    predictor = Predictor(tiny_checkpoint, device="cpu")
+    convs = [m.weight for m in predictor.model.modules() if isinstance(m, nn.Conv3d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in convs)
+    plain = load_checkpoint(tiny_checkpoint).model.eval()
+    plain_convs = [m.weight for m in plain.modules() if isinstance(m, nn.Conv3d)]
+    assert not all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in plain_convs)
+    volume = torch.rand(20, 40, 36, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    pairs = [(0, 0), (1, 1)]
+    fast = predict_channels(predictor.model, volume, [0, 4], pairs)
+    torch.testing.assert_close(fast, predict_channels(plain, volume, [0, 4], pairs), atol=1e-5, rtol=0)

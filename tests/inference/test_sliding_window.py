@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,7 +11,15 @@ import torch
 from torch import nn
 
 from ccq.errors import CCQError
-from ccq.inference.sliding_window import gaussian_importance, predict_channels, predict_volume, window_starts
+from ccq.inference.sliding_window import (
+    flip_tta,
+    gaussian_importance,
+    model_windows,
+    predict_channels,
+    predict_volume,
+    sliding_window,
+    window_starts,
+)
 
 
 class Pointwise(nn.Module):
@@ -136,3 +145,90 @@ def test_invalid_arguments() -> None:
         predict_volume(Pointwise(), np.zeros((8, 12, 10)), [0], overlap=1.0)
     with pytest.raises(CCQError, match="expected \\[D, H, W\\]"):
         predict_volume(Pointwise(), np.zeros((2, 8, 12, 10)), [0])
+
+
+def _old_predict_channels(model, volume: torch.Tensor, tasks, pairs, patch, overlap, tta, pad_value, batch_size):
+    """The stitcher as it was before it took a window function: `forward_all_tasks` for every task in each
+    window (averaged over the 8 flips with ``tta``), sigmoid, the pairs picked, Gaussian-weighted sums over one
+    full-volume accumulator (the same additions in the same order as the rolling stitch), padding cropped off."""
+    from ccq.inference.sliding_window import FLIP_AXES
+
+    shape = tuple(volume.shape)
+    padded = tuple(max(n, p) for n, p in zip(shape, patch, strict=True))
+    before = [(q - n) // 2 for n, q in zip(shape, padded, strict=True)]
+    canvas = torch.full(padded, float(pad_value))
+    canvas[tuple(slice(b, b + n) for b, n in zip(before, shape, strict=True))] = volume
+    total = torch.zeros((len(pairs), *padded))
+    norm = torch.zeros(padded)
+    w = gaussian_importance(patch)
+    ti, ci = torch.tensor([t for t, _ in pairs]), torch.tensor([c for _, c in pairs])
+    starts = list(itertools.product(*[window_starts(n, p, overlap) for n, p in zip(padded, patch, strict=True)]))
+    for first in range(0, len(starts), batch_size):
+        chunk = starts[first : first + batch_size]
+        regions = [tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True)) for st in chunk]
+        x = torch.stack([canvas[r] for r in regions])[:, None]
+        with torch.no_grad():
+            probs = None
+            for axes in FLIP_AXES if tta else [()]:
+                dims = [2 + a for a in axes]
+                p = torch.sigmoid(model.forward_all_tasks(torch.flip(x, dims) if dims else x, tasks).float())
+                p = torch.flip(p, [3 + a for a in axes]) if dims else p
+                probs = p if probs is None else probs + p
+            probs = probs / len(FLIP_AXES) if tta else probs
+        weighted = probs[:, ti, ci].mul_(w)
+        for r, p in zip(regions, weighted, strict=True):
+            total[(slice(None), *r)] += p
+            norm[r] += w
+    out = total / norm
+    return out[(slice(None), *(slice(b, b + n) for b, n in zip(before, shape, strict=True)))]
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_the_window_function_path_gives_the_old_results(tiny_model, tta: bool) -> None:
+    """`predict_volume` (every pair) is bit for bit the old stitcher; `predict_channels` with some pairs decodes
+    only those (`forward_channels`: another batch size for the decoder, so float32 rounding may differ)."""
+    torch.manual_seed(4)
+    volume = torch.randn(12, 40, 36) if tta else torch.randn(26, 20, 45)  # padded on some axes, 2+ windows on others
+    tasks, patch = [1, 4, 6], (16, 32, 32)
+    every = [(t, c) for t in range(3) for c in range(2)]
+    expected = _old_predict_channels(tiny_model, volume, tasks, every, patch, 0.5, tta, -0.8, 2)
+    got = predict_volume(tiny_model, volume, tasks, overlap=0.5, tta=tta, pad_value=-0.8, batch_size=2)
+    assert got.shape == (3, 2, *volume.shape)
+    assert torch.equal(got.view(6, *volume.shape), expected)
+    direct = sliding_window(volume, (flip_tta if tta else lambda f: f)(model_windows(tiny_model, tasks)), patch,
+                            pad_value=-0.8, batch_size=2)  # fmt: skip
+    assert torch.equal(direct, expected)
+    pairs = [(2, 0), (0, 1), (1, 1)]  # what MOTS labels of colon, liver and lung: three of the six
+    some = predict_channels(tiny_model, volume, tasks, pairs, tta=tta, pad_value=-0.8, batch_size=2)
+    torch.testing.assert_close(some, expected[[4, 1, 3]], atol=1e-5, rtol=0)
+
+
+def test_model_windows_decode_only_the_requested_pairs(tiny_model, monkeypatch) -> None:
+    seen: list[list[tuple[int, int]]] = []
+    original = tiny_model.forward_channels
+
+    def spy(x, pairs):
+        seen.append(list(pairs))
+        return original(x, pairs)
+
+    monkeypatch.setattr(tiny_model, "forward_channels", spy)
+    out = predict_channels(tiny_model, torch.zeros(16, 32, 32), [4, 6], [(0, 1), (1, 0)])
+    assert out.shape == (2, 16, 32, 32) and seen == [[(4, 1), (6, 0)]]
+
+
+def test_sliding_window_takes_any_window_function() -> None:
+    """MONAI's contract: windows [N, 1, d, h, w] -> [N, C, d, h, w]; a wrong shape is a one-line error."""
+    volume = torch.from_numpy(np.random.default_rng(2).normal(size=(11, 20, 13)).astype(np.float32))
+    calls: list[int] = []
+
+    def three_channels(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return torch.cat([x, 2 * x, x**2], dim=1)
+
+    out = sliding_window(volume, three_channels, (8, 12, 10), batch_size=4)
+    torch.testing.assert_close(out, torch.stack([volume, 2 * volume, volume**2]), atol=1e-5, rtol=1e-5)
+    assert sum(calls) == 2 * 3 * 2 and max(calls) == 4
+    flipped = sliding_window(volume, flip_tta(three_channels), (8, 12, 10), batch_size=4)
+    torch.testing.assert_close(flipped, out, atol=1e-5, rtol=1e-5)
+    with pytest.raises(CCQError, match=r"window function gave shape \(1, 2, 12, 10\) for 1 windows of \(8, 12, 10\)"):
+        sliding_window(volume, lambda x: x[:, :, 0].expand(-1, 2, -1, -1), (8, 12, 10))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ccq.models import build_model, get_preset
-from ccq.models.presets import ABLATIONS
+from ccq.models.presets import ABLATIONS, TABLE1_BASELINES
 
 TINY_PATCH = (16, 32, 32)
 
@@ -130,3 +130,38 @@ def test_train_mode_dropout_is_active_and_eval_is_deterministic(tiny_ccq):
         b = tiny_ccq(x, 0)
     tiny_ccq.eval()
     assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-dodnet", *[f"tiny-{name}" for name in TABLE1_BASELINES]])
+def test_forward_channels_equals_the_same_channels_of_all_tasks(preset):
+    """Only the requested (task, channel) pairs are decoded, in the order asked, with the values `forward_all_tasks`
+    gives them (CCQ decodes fewer branches in its batch, which may change float32 rounding)."""
+    torch.manual_seed(2)
+    model = build_model(get_preset(preset, num_tasks=4)).eval()
+    x = _input(2)
+    pairs = [(3, 1), (0, 0), (2, 1), (3, 0), (0, 0)]  # out of order, a task with one channel, a repeat
+    with torch.no_grad():
+        all_tasks = model.forward_all_tasks(x, [0, 1, 2, 3])
+        some = model.forward_channels(x, pairs)
+    assert some.shape == (2, len(pairs), *TINY_PATCH)
+    expected = torch.stack([all_tasks[:, t, c] for t, c in pairs], dim=1)
+    assert (some - expected).abs().max().item() < 1e-5
+    for bad in ([], [(4, 0)], [(0, 2)], [(-1, 0)]):
+        with pytest.raises(ValueError, match="expected \\(task id in 0..3, 0 organ or 1 tumor\\) pairs"):
+            model.forward_channels(x, bad)
+
+
+def test_forward_channels_runs_only_the_requested_branches(tiny_ccq, monkeypatch):
+    """The decoder sees one group per requested pair: nothing is decoded for a channel not asked for."""
+    groups: list[int] = []
+    original = tiny_ccq.decoder.forward
+
+    def spy(x, skips, g=1):
+        groups.append(g)
+        return original(x, skips, g)
+
+    monkeypatch.setattr(tiny_ccq.decoder, "forward", spy)
+    with torch.no_grad():
+        tiny_ccq.eval().forward_channels(_input(1), [(4, 1), (5, 1), (6, 0)])
+        tiny_ccq.forward_all_tasks(_input(1), [4, 5, 6])
+    assert groups == [3, 6]

@@ -88,8 +88,6 @@ def test_recomputing_units_give_the_same_gradients_as_plain_autograd():
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
 
 
-
-
 class _DtypeRecorder(TorchDispatchMode):
     """Records the tensor dtypes that group norm and convolution kernels receive (below autocast's casts)."""
 
@@ -147,3 +145,38 @@ def test_recomputing_units_under_autocast_match_plain_autograd():
         for a, b in zip(recomputed, plain, strict=True):
             assert a.dtype == b.dtype
             torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-2)
+
+
+def test_one_sample_convolutions_without_grad_go_to_onednn():
+    """PyTorch sends a batch of one with few voxels to its slow reference conv3d; `conv3d` sends it to oneDNN when
+    nothing records a gradient, with the same values, and leaves every other case (gradients, FLOP counting,
+    1x1x1 kernels) to F.conv3d."""
+    from torch.profiler import profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ccq.models.fused import conv3d, onednn_for_one_sample
+
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 8, 8, 16, 16), torch.randn(8, 8, 3, 3, 3)
+
+    def kernels(fn) -> set[str]:
+        with profile() as p:
+            fn()
+        return {e.key for e in p.key_averages()}
+
+    with torch.inference_mode():
+        fast = conv3d(x, w, None, (1, 1, 1), (1, 1, 1))
+        assert "aten::mkldnn_convolution" in kernels(lambda: conv3d(x, w, None, (1, 1, 1), (1, 1, 1)))
+        assert "aten::slow_conv3d_forward" in kernels(lambda: F.conv3d(x, w, None, (1, 1, 1), (1, 1, 1)))
+        with onednn_for_one_sample(False):  # the switch benchmarks/infer_speed.py --pytorch-conv-choice uses
+            assert "aten::slow_conv3d_forward" in kernels(lambda: conv3d(x, w, None, (1, 1, 1), (1, 1, 1)))
+        torch.testing.assert_close(fast, F.conv3d(x, w, None, 1, 1), atol=1e-4, rtol=1e-5)
+        strided = conv3d(x, w, None, (2, 2, 2), (1, 1, 1))
+        torch.testing.assert_close(strided, F.conv3d(x, w, None, 2, 1), atol=1e-4, rtol=1e-5)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            conv3d(x, w, None, (1, 1, 1), (1, 1, 1))
+        assert counter.get_total_flops() == 2 * 8 * 8 * 27 * 8 * 16 * 16
+    leaf = x.clone().requires_grad_(True)
+    conv3d(leaf, w, None, (1, 1, 1), (1, 1, 1)).sum().backward()
+    assert leaf.grad is not None and leaf.grad.shape == x.shape

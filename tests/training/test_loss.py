@@ -1,10 +1,11 @@
-"""The partial-label loss against hand-computed values."""
+"""The partial-label loss and its averaging over labeled channels (shared with the TAL loss) against
+hand-computed values."""
 
 import math
 
 import torch
 
-from ccq.training.loss import IGNORE, partial_label_loss
+from ccq.training.loss import IGNORE, masked_channel_mean, partial_label_loss
 
 
 def test_hand_computed_values_one_channel():
@@ -61,3 +62,13 @@ def test_stable_for_extreme_half_precision_logits():
     assert torch.isfinite(terms.total)
     # two confidently wrong voxels out of four: mean BCE = 2 * 60000 / 4
     assert math.isclose(terms.bce.item(), 30000.0, rel_tol=1e-3)
+
+
+def test_masked_channel_mean_by_hand():
+    values = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    labeled = torch.tensor([[True, False], [True, True], [False, False]])
+    # channel 0: (1 + 3) / 2 = 2; channel 1: 4; then over the two channels: 3 (sample 2 labels nothing)
+    assert masked_channel_mean(values, labeled).item() == 3.0
+    assert masked_channel_mean(values[:, :1], labeled.any(dim=1, keepdim=True)).item() == 2.0  # TAL's [B, 1] use
+    nothing = masked_channel_mean(values.requires_grad_(), torch.zeros(3, 2, dtype=torch.bool))
+    assert nothing.item() == 0.0 and nothing.requires_grad

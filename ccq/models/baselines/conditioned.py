@@ -3,12 +3,14 @@ and Cond-Dec (the task modulates the decoder's activations, after Dmitriev and K
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ccq.models.baselines.common import grouped
-from ccq.models.ccq_net import as_task_tensor, one_hot_tasks
+from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks, one_hot_tasks
 from ccq.models.config import Activation, SkipMode
 from ccq.models.decoder import Decoder, SkipGate
 from ccq.models.encoder import CNNEncoder
@@ -55,6 +57,11 @@ class CondEnc(nn.Module):
         groups = per_group.numel() // x.shape[0]
         out = self._run(x.repeat(groups, 1, 1, 1, 1), per_group)
         return grouped(out, groups).transpose(0, 1)
+
+    def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; pairs: P (task id, channel: 0 organ / 1 tumor) -> logits [B, P, D, H, W]; only
+        the tasks some pair asks for are run (one whole-network pass per requested task)."""
+        return channels_from_all_tasks(self.forward_all_tasks, x, pairs, self.num_tasks)
 
 
 class TaskAffine(nn.Module):
@@ -201,3 +208,8 @@ class CondDec(nn.Module):
         per_group = _all_tasks_layout(x, task_ids, self.num_tasks)
         groups = per_group.numel() // x.shape[0]
         return grouped(self._decode(x, per_group), groups).transpose(0, 1)
+
+    def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; pairs: P (task id, channel: 0 organ / 1 tumor) -> logits [B, P, D, H, W]; only
+        the tasks some pair asks for are run (one decoder pass per requested task)."""
+        return channels_from_all_tasks(self.forward_all_tasks, x, pairs, self.num_tasks)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from ccq.models.baselines.common import run_per_task, select, task_groups
-from ccq.models.ccq_net import as_task_tensor
+from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks
 from ccq.models.decoder import Decoder
 from ccq.models.encoder import CNNEncoder
 from ccq.models.head import PreHead
@@ -47,3 +49,8 @@ class MultiHead(nn.Module):
         as_task_tensor(tasks, tasks.numel(), self.num_tasks, tasks.device)  # range check
         skips, feature = self.encoder(x)
         return torch.stack([self._decode(t, feature, skips) for t in tasks.tolist()], dim=1)
+
+    def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; pairs: P (task id, channel: 0 organ / 1 tumor) -> logits [B, P, D, H, W]; only
+        the tasks some pair asks for are run (one decoder and head per requested task)."""
+        return channels_from_all_tasks(self.forward_all_tasks, x, pairs, self.num_tasks)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from ccq.models.baselines.common import SegmentationNet, run_per_task, select, task_groups
-from ccq.models.ccq_net import as_task_tensor
+from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks
 
 
 class MultiNets(nn.Module):
@@ -34,3 +36,8 @@ class MultiNets(nn.Module):
         tasks = torch.as_tensor(task_ids, dtype=torch.long).reshape(-1)
         as_task_tensor(tasks, tasks.numel(), self.num_tasks, tasks.device)  # range check
         return torch.stack([self.nets[t](x) for t in tasks.tolist()], dim=1)
+
+    def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; pairs: P (task id, channel: 0 organ / 1 tumor) -> logits [B, P, D, H, W]; only
+        the tasks some pair asks for are run (one network per requested task)."""
+        return channels_from_all_tasks(self.forward_all_tasks, x, pairs, self.num_tasks)

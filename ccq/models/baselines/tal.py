@@ -19,10 +19,12 @@ log P - log (1 - P), computed from log-sum-exps (never from a difference of prob
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from ccq.models.ccq_net import as_task_tensor
+from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks
 from ccq.models.decoder import Decoder
 from ccq.models.encoder import CNNEncoder
 from ccq.models.head import PreHead
@@ -107,3 +109,8 @@ class TALNet(nn.Module):
         logits = self.class_logits(x)
         b = x.shape[0]
         return torch.stack([self._channels(logits, t.expand(b)) for t in tasks], dim=1)
+
+    def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; pairs: P (task id, channel: 0 organ / 1 tumor) -> logits [B, P, D, H, W]; only
+        the tasks some pair asks for are run (the network runs once; only the regrouping of its classes is per task)."""
+        return channels_from_all_tasks(self.forward_all_tasks, x, pairs, self.num_tasks)

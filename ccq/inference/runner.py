@@ -1,5 +1,6 @@
-"""The whole of ``ccq predict``: find the inputs, check everything that can fail before any work, then predict and
-write case after case (a task at a time, so a large CT never has all its tasks at full resolution in memory)."""
+"""The whole of ``ccq predict`` (the folder runner): find the inputs (one CT or a folder of cases), check everything
+that can fail before any work, then predict and write case after case (a task at a time, so a large CT never has all
+its tasks at full resolution in memory)."""
 
 from __future__ import annotations
 

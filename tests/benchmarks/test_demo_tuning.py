@@ -1,0 +1,33 @@
+"""benchmarks/demo_tuning.py: one tiny trial runs end to end and reports the held-out Dice of each labeled channel."""
+
+from __future__ import annotations
+
+import json
+import math
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_tuning.py"
+
+
+def test_one_tiny_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    train = {"iterations": 2, "val_every": 0, "save_every": 2, "log_every": 1}
+    args = ["--work", str(tmp_path), "--name", "t", "--cases", "2", "--test-cases", "1", "--shape", "24", "48", "48",
+            "--tasks", "liver,colon", "--model", "tiny", "--train", json.dumps(train), "--threads", "1",
+            "--log", str(tmp_path / "trials.jsonl")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *args])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "trials.jsonl").read_text()) == record
+    # Each test phantom scored for its own task, on the channels it labels (colon: tumor only).
+    assert {task: set(channels) for task, channels in record["dice"].items()} == {
+        "liver": {"organ", "tumor"}, "colon": {"tumor"}}  # fmt: skip
+    values = [v for channels in record["dice"].values() for v in channels.values()]
+    assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in values)
+    tumors = [c["tumor"] for c in record["dice"].values() if c["tumor"] is not None and math.isfinite(c["tumor"])]
+    if tumors:
+        assert record["means"]["tumor"] == pytest.approx(sum(tumors) / len(tumors))
+    assert record["iterations"] == 2
