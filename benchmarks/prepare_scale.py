@@ -88,7 +88,9 @@ def prepare(raw: Path, out: Path, pythonpath: str) -> dict:
     command = [sys.executable, "-m", "ccq", "prepare", "--collection", str(raw / "collection.json"), "--raw",
                str(raw), "--out", str(out), "--workers", "1", "--no-progress"]  # fmt: skip
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # cwd: `python -m` puts the working folder first on sys.path, before PYTHONPATH (a checkout there would win).
+    proc = subprocess.Popen(command, env=env, cwd=pythonpath, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
     output = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
