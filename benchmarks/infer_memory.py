@@ -1,7 +1,8 @@
 """Peak memory of `ccq predict` on a large CT: how many copies of the volume the whole pipeline holds.
 
     python benchmarks/infer_memory.py [--shape 512 512 300] [--voxel 0.8 0.8 1.5] [--preset demo]
-        [--spacing Z Y X] [--overlap 0.5] [--tasks all] [--stub] [--threads 2] [--json]
+        [--spacing Z Y X] [--overlap 0.5] [--tasks all] [--stub] [--threads 2] [--device cpu] [--tta]
+        [--one-by-one] [--json]
 
 A synthetic CT of --shape voxels (int16 HU, --voxel mm, RAS; a body, organs and a spine) is written as .nii.gz,
 with a randomly initialised checkpoint of --preset whose preprocessing has --spacing (default: the spacing of
@@ -10,6 +11,10 @@ preprocess, sliding window over all tasks, task by task back to the input's grid
 reports its resident memory after loading the model (baseline) and at its peak (`ru_maxrss`). MB = 2**20 bytes.
 
 `copies` = (peak - baseline) / the size of the volume in float32, the unit of "copies of the volume".
+
+`seconds` is the time of the whole `ccq predict` run, from reading the file to writing every task's label map.
+--one-by-one adds the official evaluation's way beside it, in the same process: one `ccq predict` per task
+(`seconds_one_by_one`, their sum). On --device cuda the peak GPU memory is reported too (`peak_gpu_mb`).
 
 --stub replaces the network by a pointwise stand-in of the same output shapes, so the memory of the rest of the
 pipeline can be measured where the real network would take hours on a CPU (e.g. --spacing 1.5 0.8 0.8, the
@@ -20,6 +25,7 @@ object of the figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -45,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", default="all")
     p.add_argument("--stub", action="store_true", help="a pointwise stand-in for the network (see above)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--tta", action="store_true", help="8-way flip test-time augmentation (default: off)")
+    p.add_argument("--one-by-one", action="store_true", help="also predict one task at a time (the official way)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--worker", metavar="DIR", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -125,17 +134,29 @@ def worker(folder: Path, args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     options = PredictOptions(
         input_path=folder / "ct.nii.gz", output=folder / "out", model=folder / "model", tasks=(args.tasks,),
-        device="cpu", overlap=args.overlap, progress=False, overwrite=True,
+        device=args.device, overlap=args.overlap, tta=args.tta, progress=False, overwrite=True,
     )  # fmt: skip
-    predictor = Predictor(options.model, device="cpu", overlap=args.overlap, progress=False)
+    predictor = Predictor(options.model, device=args.device, overlap=args.overlap, tta=args.tta, progress=False)
     if args.stub:
         predictor.model = Stub(predictor.model_config.patch_size)
     baseline = _rss_mb()
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     run_predict(options, echo=lambda *a, **k: None, predictor=predictor)
     seconds = time.perf_counter() - start
+    figures = {"seconds": seconds}
+    if cuda:
+        figures["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if args.one_by_one:
+        # The official evaluation's way: every task on its own, the whole path (reading to writing) each time.
+        start = time.perf_counter()
+        for task in predictor.collection.task_names:
+            run_predict(dataclasses.replace(options, tasks=(task,)), echo=lambda *a, **k: None, predictor=predictor)
+        figures["seconds_one_by_one"] = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    print(RESULT_TAG + json.dumps({"baseline_mb": baseline, "peak_mb": peak, "seconds": seconds}), flush=True)
+    print(RESULT_TAG + json.dumps({"baseline_mb": baseline, "peak_mb": peak, **figures}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,15 +193,23 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         result = json.loads(lines[-1][len(RESULT_TAG) :])
     copies = (result["peak_mb"] - result["baseline_mb"]) / volume_mb
-    print(f"baseline (imports + model) {result['baseline_mb']:.0f} MB, peak {result['peak_mb']:.0f} MB: "
-          f"{copies:.2f} copies of the float32 volume above the baseline; predicted in {result['seconds']:.0f} s")
+    print(
+        f"baseline (imports + model) {result['baseline_mb']:.0f} MB, peak {result['peak_mb']:.0f} MB: "
+        f"{copies:.2f} copies of the float32 volume above the baseline; predicted in {result['seconds']:.0f} s"
+    )
+    if "seconds_one_by_one" in result:
+        print(
+            f"one task at a time (the official way): {result['seconds_one_by_one']:.0f} s, "
+            f"{result['seconds_one_by_one'] / result['seconds']:.2f}x the time of all tasks at once"
+        )
     if args.json:
         print(json.dumps({
             "peak_rss_mb": round(result["peak_mb"], 1), "baseline_rss_mb": round(result["baseline_mb"], 1),
             "volume_mb": round(volume_mb, 1), "copies": round(copies, 2), "seconds": round(result["seconds"], 1),
             "shape": list(args.shape), "voxel_mm": list(args.voxel), "working_shape": list(working),
             "spacing": list(spacing), "windows": windows, "preset": args.preset, "stub": args.stub,
-            "threads": args.threads, "tasks": args.tasks,
+            "threads": args.threads, "tasks": args.tasks, "device": args.device, "tta": args.tta,
+            **{k: round(result[k], 1) for k in ("seconds_one_by_one", "peak_gpu_mb") if k in result},
         }))  # fmt: skip
     return 0
 

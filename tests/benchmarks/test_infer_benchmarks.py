@@ -48,6 +48,13 @@ def test_infer_memory_reports_the_peak() -> None:
     assert out["peak_rss_mb"] >= out["baseline_rss_mb"] > 0 and out["working_shape"] == [12, 23, 23]
 
 
+def test_infer_memory_times_all_tasks_against_one_by_one() -> None:
+    out = _json_tail(str(BENCHMARKS / "infer_memory.py"), "--stub", "--shape", "48", "48", "16", "--tta",
+                     "--one-by-one", "--spacing", "3.0", "2.25", "2.25")  # fmt: skip
+    assert out["tta"] is True and out["device"] == "cpu" and "peak_gpu_mb" not in out
+    assert out["seconds"] > 0 and out["seconds_one_by_one"] > 0
+
+
 def test_infer_speed_counts_flops_without_computing() -> None:
     out = _json_tail(str(BENCHMARKS / "infer_speed.py"), "--preset", "tiny", "--flops-only")
     assert out["shared_gflop"] > 0 and out["branch_gflop"] > 0
