@@ -30,6 +30,8 @@ from ccq.data.preprocessing import PreprocessingConfig
 from ccq.demo import DICE_DEFINITION, PHANTOM_SPACING, SPACING, DemoOptions
 from ccq.models import get_preset
 from ccq.training.config import get_train_preset
+from ccq.training.ema import WeightAverage
+from ccq.training.handlers import Handler
 from ccq.training.trainer import Trainer
 
 
@@ -43,6 +45,43 @@ def _means(dice: dict[str, dict[str, float]]) -> dict[str, float]:
         values = [v[channel] for v in dice.values() if channel in v and math.isfinite(v[channel])]
         out[channel] = sum(values) / len(values) if values else math.nan
     return out
+
+
+class ExtraAverages(Handler):
+    """More weight averages than the run's own (``ema_decay``), saved to RUN/ema-DECAY/ at the end: one run then
+    tells how each decay would have done on the same trajectory."""
+
+    def __init__(self, decays: list[float]) -> None:
+        self.decays, self.averages, self.saved = decays, [], {}
+
+    def started(self, trainer: Trainer) -> None:
+        self.averages = [WeightAverage(trainer.model, d) for d in self.decays]
+
+    def iteration_completed(self, trainer: Trainer, step, lr: float, data_s: float) -> None:
+        if not step.nonfinite:
+            for average in self.averages:
+                average.update(trainer.model)
+
+    def completed(self, trainer: Trainer) -> None:
+        from ccq.checkpoint import save_checkpoint
+
+        for decay, average in zip(self.decays, self.averages, strict=True):
+            self.saved[f"ema-{decay:g}"] = save_checkpoint(
+                trainer.run_dir / f"ema-{decay:g}", average.model, preprocessing=trainer.preprocessing,
+                collection=trainer.collection, source=f"demo_tuning: EMA {decay:g} at the end",
+            )  # fmt: skip
+
+    @staticmethod
+    def save_online(last: Path, folder: Path) -> Path:
+        """The trained weights at the end (last/'s training state) as a checkpoint of their own."""
+        from ccq.checkpoint import load_checkpoint, save_checkpoint
+        from ccq.training.state import load_training_state
+
+        loaded = load_checkpoint(last)
+        loaded.model.load_state_dict(load_training_state(last)["online_weights"], strict=True)
+        source = "demo_tuning: trained weights at the end"
+        return save_checkpoint(folder, loaded.model, preprocessing=loaded.preprocessing,
+                               collection=loaded.collection, source=source)  # fmt: skip
 
 
 def held_out_dice(model_dir: Path, prepared: Path) -> dict[str, dict[str, float]]:
@@ -79,6 +118,17 @@ def main() -> None:
     parser.add_argument("--train", default="{}", help="JSON object of TrainConfig fields over the demo preset.")
     parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: torch's).")
     parser.add_argument("--log", type=Path, default=None, help="Append the result line to this JSONL file.")
+    parser.add_argument(
+        "--extra-ema",
+        default="",
+        help="Comma-separated EMA decays also kept during the run "
+        "(the trajectory is unchanged) and scored at the end, e.g. 0.99,0.995.",
+    )
+    parser.add_argument(
+        "--score-last",
+        action="store_true",
+        help="Also score last/ (and, with ema_decay, the trained weights at the end).",
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -119,17 +169,28 @@ def main() -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     threads = torch.get_num_threads()
     wall, cpu = time.perf_counter(), time.process_time()
-    result = Trainer(config, prepared, run_dir, progress=False, echo=lambda _: None).fit()
+    extra = ExtraAverages([float(d) for d in args.extra_ema.split(",") if d.strip()])
+    result = Trainer(config, prepared, run_dir, progress=False, echo=lambda _: None, handlers=[extra]).fit()
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
     wall, cpu = time.perf_counter(), time.process_time()
     dice = held_out_dice(result.best or result.last, prepared)
     predict_wall, predict_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    # Other weights of the same run, scored the same way: what the demo would give had it kept them instead.
+    others = extra.saved if args.score_last else {}
+    if args.score_last:
+        others = {"last": result.last, **others}
+        if config.ema_decay is not None:
+            others["online"] = extra.save_online(result.last, run_dir / "online")
+    alternatives = {}
+    for label, folder in others.items():
+        alternatives[label] = _means(held_out_dice(folder, prepared))
     val = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     curve = {r["iteration"]: round(r["mean_dice"], 3) for r in val if r["kind"] == "val"}
     record = {
         "name": args.name,
         "means": _means(dice),
         "dice": dice,
+        "alternatives": alternatives,
         "val_curve": curve,
         "best_iteration": result.state.best_iteration,
         "iterations": config.iterations,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ccq.data.loader import Batch
+from ccq.models.fused import recompute_enabled
 from ccq.training import accel
 from ccq.training import distributed as dd
 
@@ -40,7 +41,7 @@ def train_step(trainer: Trainer, batch: Batch, stop_requested: bool) -> StepResu
     image = image.contiguous(memory_format=trainer.memory_format)
     target = batch["target"].to(device, non_blocking=True).float()
     task_id = batch["task_id"].to(device, non_blocking=True)
-    with accel.autocast(trainer.precision, device):
+    with accel.autocast(trainer.precision, device), recompute_enabled(cfg.recompute_norm_act):
         output = trainer.wrapped(image, task_id)
     terms = trainer.criterion(output, target, task_id)
     total = terms.total.detach()

@@ -37,6 +37,7 @@ from ccq.training import accel, build
 from ccq.training import distributed as dd
 from ccq.training.config import TrainConfig
 from ccq.training.criteria import build_criterion
+from ccq.training.ema import EMAUpdates, WeightAverage
 from ccq.training.handlers import Handler
 from ccq.training.handlers.checkpoints import BEST, Checkpoints, restore_last
 from ccq.training.handlers.metric_log import MetricLog
@@ -45,7 +46,7 @@ from ccq.training.handlers.validation import run_validation, validation_due
 from ccq.training.optim import build_optimizer
 from ccq.training.resume import LAST
 from ccq.training.run_state import TrainResult, TrainState
-from ccq.training.schedule import PolySchedule
+from ccq.training.schedule import build_schedule
 from ccq.training.signals import StopRequests, TrainingInterrupted
 from ccq.training.state import capture_rng, restore_rng
 from ccq.training.step import StepResult, train_step
@@ -110,9 +111,10 @@ class Trainer:
         self.criterion = build_criterion(self.model_config)
         self.optimizer = build_optimizer(self.model, config)
         self.scaler = accel.make_scaler(self.precision, self.device)
-        self.schedule = PolySchedule(
-            config.lr, config.iterations, config.poly_power, config.lr_step, config.epoch_iterations
-        )
+        self.schedule = build_schedule(config)
+        # The weight average lives where validation and saving happen (rank 0); see ccq.training.ema.
+        use_ema = config.ema_decay is not None and self.dist.is_main
+        self.ema = WeightAverage(self.model, config.ema_decay) if use_ema else None
         self.loader = build.patch_loader(self.dataset, self.split, self.patch_size, config, self.dist.rank,
                                          self.device)  # fmt: skip
         resumed = restore_last(self) if resume else None
@@ -125,8 +127,13 @@ class Trainer:
         torch.manual_seed(config.seed + self.dist.rank)  # each rank's own dropout stream
         if resumed is not None:
             restore_rng(resumed["rng"][self.dist.rank])
-        builtin = [RunRecords(), MetricLog(progress), Checkpoints()]
+        builtin = [EMAUpdates(), RunRecords(), MetricLog(progress), Checkpoints()]
         self.handlers: list[Handler] = [*builtin, *handlers] if self.dist.is_main else []
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved as the model: the EMA's when `ema_decay` is set."""
+        return self.ema.model if self.ema is not None else self.model
 
     def fit(self) -> TrainResult:
         """Train up to `config.iterations`; validate every `val_every` and at the end; save last/ every

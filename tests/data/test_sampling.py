@@ -118,6 +118,43 @@ def test_foreground_oversampling_ratio(prepared: PreparedDataset, mode: str) -> 
     assert all(s.target[0].any() for s in samples if s.foreground_crop)
 
 
+@pytest.fixture(scope="module")
+def big_organs(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
+    """Large organs (30 voxels across) each with a 2-voxel tumour at one end; and a case with no tumour."""
+    cases = []
+    for i in range(2):
+        label = blob((40, 96, 96), (20, 40 + 10 * i, 50), r=15)
+        label[18:20, 26 + 10 * i : 28 + 10 * i, 36:38] = 2
+        cases.append((f"b{i}", label))
+    cases.append(("none", blob((40, 96, 96), (20, 48, 48), r=15)))
+    return write_prepared(tmp_path_factory.mktemp("big-organs"), {"both": cases})
+
+
+def test_tumor_crops_hold_a_tumor_voxel_anywhere_in_the_crop(big_organs: PreparedDataset) -> None:
+    # A box-placed crop holds the organ but only sometimes its small tumour.
+    plain = PatchSampler(big_organs, PATCH, NO_AUG, tasks=["both"], seed=0)
+    config = dataclasses.replace(NO_AUG, tumor_fraction=0.5)
+    sampler = PatchSampler(big_organs, PATCH, config, tasks=["both"], seed=0)
+    tumour_cases = [s for s in (sampler.sample(i) for i in range(300)) if not s.case.endswith("none")]
+    plain_share = np.mean([s.target[1].any() for s in (plain.sample(i) for i in range(300)) if "none" not in s.case])
+    share = np.mean([s.target[1].any() for s in tumour_cases])
+    assert plain_share < 0.5 and share > plain_share + 0.25
+    # The tumour is not always at the crop's centre: a model must not learn "tumour = middle of the patch".
+    where = {tuple(np.argwhere(s.target[1])[0]) for s in tumour_cases if s.target[1].any()}
+    assert len(where) > 30
+    always = PatchSampler(big_organs, PATCH, dataclasses.replace(NO_AUG, tumor_fraction=1.0), tasks=["both"])
+    samples = [always.sample(i) for i in range(60)]
+    assert all(s.target[1].any() and s.foreground_crop for s in samples if "none" not in s.case)
+    # A case without a tumour falls back to the usual placement (80 % on the organ's box).
+    assert any(s.target[0].any() for s in samples if "none" in s.case)
+
+
+def test_tumor_crops_are_off_by_default(big_organs: PreparedDataset) -> None:
+    assert SamplingConfig().tumor_fraction == 0.0
+    with pytest.raises(CCQError, match=r"sampling: tumor_fraction: expected a value in \[0, 1\], got 1.5"):
+        SamplingConfig(tumor_fraction=1.5)
+
+
 def test_padding_outside_small_volume(prepared: PreparedDataset) -> None:
     sampler = PatchSampler(prepared, PATCH, NO_AUG, tasks=["tumour"], seed=1)
     s = sampler.sample(0)

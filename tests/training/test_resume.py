@@ -63,9 +63,10 @@ def _wait_for_checkpoint(run: Path, iteration: int, proc: subprocess.Popen, time
     raise AssertionError(f"no checkpoint at iteration {iteration} within {timeout} s")
 
 
-def test_sigkill_then_resume_gives_identical_weights(tiny_prepared: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema", [None, 0.9], ids=["plain", "ema"])
+def test_sigkill_then_resume_gives_identical_weights(tiny_prepared: Path, tmp_path: Path, ema: float | None) -> None:
     settings = tmp_path / "tiny.json"
-    settings.write_text(json.dumps(SETTINGS))
+    settings.write_text(json.dumps({**SETTINGS, "ema_decay": ema}))
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     code, _, err = _finish(_ccq(*_train_args(tiny_prepared, whole, settings, 6)))
     assert code == 0, err
@@ -88,6 +89,11 @@ def test_sigkill_then_resume_gives_identical_weights(tiny_prepared: Path, tmp_pa
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
     assert load_checkpoint(killed / "last").meta.extra["iteration"] == 6
+    if ema is not None:  # the file holds the average; the trained weights and the counter are resumed exactly too
+        online = [load_training_state(run / "last")["online_weights"] for run in (whole, killed)]
+        assert all(torch.equal(online[0][k], online[1][k]) for k in a)
+        assert any(not torch.equal(online[0][k], a[k]) for k in a)
+        assert load_training_state(killed / "last")["ema"]["updates"] == 6
     # One history in the log: iterations 1..6 once each, losses as in the uninterrupted run.
     whole_losses = [(r["iteration"], r["loss"]) for r in read_log(whole) if r["kind"] == "train"]
     killed_losses = [(r["iteration"], r["loss"]) for r in read_log(killed) if r["kind"] == "train"]

@@ -16,6 +16,7 @@ from ccq.data.augment import AugmentationConfig
 from ccq.data.cache import PreparedDataset
 from ccq.data.sampling import SamplingConfig
 from ccq.errors import CCQError
+from ccq.training.config import get_train_preset
 from ccq.training.run_log import read_log
 from ccq.training.step import train_step
 from ccq.training.trainer import Trainer, TrainingDiverged
@@ -181,3 +182,30 @@ def test_handlers_see_each_point_of_the_run_in_order(tiny_prepared: Path, tiny_c
         ("iteration", 3, False), ("iteration", 4, False), ("validated", 4, True), ("checkpoint", 4, 1),
         ("record", "end"), ("completed",), ("closed",),
     ]  # fmt: skip
+
+
+def test_storing_norm_and_activation_gives_the_same_weights(
+    tiny_prepared: Path, tiny_config, tmp_path: Path, monkeypatch
+) -> None:
+    """recompute_norm_act=False (the demo's: faster) stores what the memory-lean units recompute; on the CPU
+    the recomputation is bitwise deterministic, so the weights are identical."""
+    from ccq.models import fused
+    from ccq.training import step
+
+    seen: list[bool] = []
+
+    def recording(enabled: bool):
+        seen.append(enabled)
+        return fused.recompute_enabled(enabled)
+
+    monkeypatch.setattr(step, "recompute_enabled", recording)
+    weights = []
+    for recompute in (True, False):
+        config = tiny_config.replace(iterations=3, val_every=0, save_every=3, tensorboard=False,
+                                     recompute_norm_act=recompute)  # fmt: skip
+        trainer = Trainer(config, tiny_prepared, tmp_path / f"r{recompute}", progress=False, echo=lambda _: None)
+        trainer.fit()
+        weights.append(trainer.model.state_dict())
+    assert seen == [True] * 3 + [False] * 3 and fused._RECOMPUTE  # the default is back after each step
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert get_train_preset("official").recompute_norm_act

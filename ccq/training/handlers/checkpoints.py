@@ -1,7 +1,9 @@
 """The checkpoints of a run: RUN/last/ (weights + training state) when the loop saves, RUN/best/ when validation
 improves, and the `keep_last` newest copies of last/ in RUN/checkpoints/iteration_NNNNNNN/; and, for
-``--resume``, reading last/ back. Every folder is written through `ccq.checkpoint`'s swap: a kill at any
-moment leaves the previous checkpoint or the new one, never a mixture or nothing."""
+``--resume``, reading last/ back. With `ema_decay` set, the weights saved as the model are the weight average
+(`ccq.training.ema`) and last/'s training state also holds the trained weights. Every folder is written
+through `ccq.checkpoint`'s swap: a kill at any moment leaves the previous checkpoint or the new one, never a
+mixture or nothing."""
 
 from __future__ import annotations
 
@@ -51,16 +53,19 @@ def save(trainer: Trainer, name: str, rank_states: Sequence[tuple[dict[str, Any]
     }
 
     def add_state(tmp: Path) -> None:
+        averaged = {}
+        if trainer.ema is not None:  # the model file holds the average; the trained weights go here
+            averaged = {"online_weights": trainer.model.state_dict(), "ema": trainer.ema.state_dict()}
         save_training_state(tmp / STATE_FILE, {
             "iteration": state.iteration, "world_size": trainer.dist.world_size,
             "optimizer": trainer.optimizer.state_dict(),
             "scaler": None if trainer.scaler is None else trainer.scaler.state_dict(),
             "rng": [r[0] for r in rank_states or ()], "loader": [r[1] for r in rank_states or ()],
-            "train_state": extra["train_state"],
+            "train_state": extra["train_state"], **averaged,
         })  # fmt: skip
 
     return save_checkpoint(
-        run_dir / name, trainer.model, preprocessing=trainer.preprocessing, collection=trainer.collection,
+        run_dir / name, trainer.eval_model, preprocessing=trainer.preprocessing, collection=trainer.collection,
         source=f"ccq train --preset {trainer.config.preset}: {run_dir.name}/{name} at iteration {state.iteration}",
         extra=extra, add_files=add_state if rank_states is not None else None,
     )  # fmt: skip
@@ -90,8 +95,15 @@ def restore_last(trainer: Trainer) -> dict[str, Any]:
     loaded = load_checkpoint(last)
     if loaded.model_config != trainer.model_config:
         raise CCQError(f"--resume: {last} holds another model configuration than the run's config.json")
-    trainer.model.load_state_dict(loaded.model.state_dict(), strict=True)
     state = load_training_state(last)
+    if trainer.config.ema_decay is None:
+        trainer.model.load_state_dict(loaded.model.state_dict(), strict=True)
+    else:  # model.safetensors holds the weight average; the trained weights are in the training state
+        if "online_weights" not in state or "ema" not in state:
+            raise CCQError(f"--resume: {last} holds no weight average (ema_decay is set in the run's config.json)")
+        trainer.model.load_state_dict(state["online_weights"], strict=True)
+        if trainer.ema is not None:
+            trainer.ema.load_state_dict(state["ema"], loaded.model.state_dict())
     world_size = trainer.dist.world_size
     if state["world_size"] != world_size:
         raise CCQError(

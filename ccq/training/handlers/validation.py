@@ -21,13 +21,14 @@ def validation_due(trainer: Trainer) -> bool:
 
 
 def run_validation(trainer: Trainer) -> tuple[dict[str, Any], bool]:
-    """Validate ``trainer.model`` now; record the result (and a new best) in ``trainer.state``.
+    """Validate ``trainer.eval_model`` (the weight average when `ema_decay` is set) now; record the result (and
+    a new best) in ``trainer.state``.
 
     Returns ({"cases", "categories", "mean", "seconds"}, whether the mean is the best so far)."""
     cfg, state = trainer.config, trainer.state
     start = time.perf_counter()
     result = validate(
-        trainer.model, trainer.dataset, trainer.split.val, patch_size=trainer.patch_size,
+        trainer.eval_model, trainer.dataset, trainer.split.val, patch_size=trainer.patch_size,
         overlap=cfg.val_overlap, batch_size=cfg.val_batch_size, device=trainer.device,
     )  # fmt: skip
     result["seconds"] = time.perf_counter() - start
