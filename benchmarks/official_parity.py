@@ -1,6 +1,11 @@
 """Numerical parity of our `official` CCQ preset with the authors' public code (run by hand, not in CI).
 
     python benchmarks/official_parity.py --official-src PATH/TO/CCQ/code/network
+    python benchmarks/official_parity.py --official-src PATH/TO/CCQ/code/network --data-path
+
+With --data-path the comparison is end to end instead (benchmarks/_official_data_path.py): `ccq predict` on a
+converted checkpoint, against the official network on the official data path's array, on the CT's voxels
+(default patch 64x192x192; minutes per forward on a CPU).
 
 DIR is a local copy of the `code/network` folder of https://github.com/Yang-007/CCQ; its code is imported at
 run time (see benchmarks/_official.py), never copied here. The script
@@ -57,9 +62,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--patch",
         type=int,
         nargs=3,
-        default=(32, 96, 96),
+        default=None,
         metavar=("D", "H", "W"),
-        help="patch size of both models (default: 32 96 96)",
+        help="patch size of both models (default: 32 96 96; with --data-path 64 192 192)",
+    )
+    p.add_argument(
+        "--data-path",
+        action="store_true",
+        help="compare `ccq predict` on a converted checkpoint with the official network on the official data "
+        "path's array (one synthetic MSD and one KiTS19-layout case), on the CT's voxels",
     )
     p.add_argument(
         "--tasks",
@@ -74,9 +85,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tolerance",
         type=float,
         default=1e-4,
-        help="largest accepted float32 absolute difference of probabilities (default: 1e-4)",
+        help="largest accepted absolute difference of probabilities (default: 1e-4 in float64; with --data-path "
+        "2e-3, ccq's float16 probabilities)",
     )
     args = p.parse_args(argv)
+    if args.patch is None:
+        args.patch = (64, 192, 192) if args.data_path else (32, 96, 96)
+    if args.data_path and args.tolerance == p.get_default("tolerance"):
+        args.tolerance = 2e-3  # float16 probabilities
     if any(s <= 0 or s % 16 for s in args.patch):
         p.error(f"--patch {' '.join(map(str, args.patch))}: every size must be a positive multiple of 16")
     return args
@@ -96,9 +112,7 @@ def save_like_official(model: torch.nn.Module, path: Path) -> None:
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
 
 
-def ours_from_official_file(
-    pth: Path, patch: tuple[int, int, int], workdir: Path
-) -> tuple[torch.nn.Module, str]:
+def ours_from_official_file(pth: Path, patch: tuple[int, int, int], workdir: Path) -> tuple[torch.nn.Module, str]:
     """Our model loaded from an official .pth, through the checkpoint format when it exists."""
     from ccq.models import build_model, get_preset
     from ccq.models.official import convert_official_state_dict
@@ -162,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
     src = check_ccq_source(args.official_src)
     unet3d = load_official_ccq(src)
     patch = tuple(args.patch)
+    if args.data_path:
+        from _official_data_path import run_data_path
+
+        print(f"official code: {src}")
+        return run_data_path(unet3d, patch, args.seed, args.tolerance)
     torch.manual_seed(args.seed)
     official = unet3d(image_size=patch).eval()
     x = ct_like_patch(patch, args.seed + 1)
@@ -198,8 +217,7 @@ def run(args: argparse.Namespace) -> int:
             d = max_diff(a, b)
             worst[label] = max(worst[label], d["both"])
             print(
-                f"  {label} official vs ours: organ max_abs_diff={d['organ']:.3e} "
-                f"tumor max_abs_diff={d['tumor']:.3e}"
+                f"  {label} official vs ours: organ max_abs_diff={d['organ']:.3e} tumor max_abs_diff={d['tumor']:.3e}"
             )
         # The official model's own float32 error (against itself in float64): the rounding noise floor.
         floor, own = max_diff(off32, off64), max_diff(ours32, off64)

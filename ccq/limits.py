@@ -229,8 +229,10 @@ def check_patch(patch_size: Sequence[Any], where: str) -> None:
 
 
 def check_preprocessing(preprocessing: Any, where: str) -> None:
-    """A `PreprocessingConfig` from a file: its working spacing plausible, its patch within `MAX_PATCH_VOXELS`."""
+    """A `PreprocessingConfig` from a file: its working spacings plausible, its patch within `MAX_PATCH_VOXELS`."""
     check_spacing(preprocessing.spacing, where, "preprocessing spacing")
+    for task, grid in getattr(preprocessing, "task_grids", {}).items():
+        check_spacing(grid.spacing, where, f"task_grids.{task} spacing")
     check_patch(preprocessing.patch_size, where)
 
 

@@ -406,6 +406,7 @@ def _check_consistent(model_config: Any, preprocessing: Any, collection: Any, *,
             f"{where}: model num_tasks={model_config.num_tasks} but the task collection has "
             f"{collection.num_tasks} tasks; expected equal"
         )
+    preprocessing.check_tasks(collection.task_names, f"{where}: preprocessing")  # per-task grids name real tasks
 
 
 def _first_line(err: BaseException) -> str:

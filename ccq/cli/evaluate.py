@@ -41,6 +41,12 @@ def evaluate(
         typer.Option("--spacing", help="Working grid of the mots definition, z y x mm (default 1.5 0.8 0.8, or "
                      "the prepared folder's).", show_default=False),
     ] = None,
+    preprocessing: Annotated[
+        Path | None,
+        typer.Option("--preprocessing", help="Score each task of the mots definition on its own working grid, as a "
+                     "model works on it: a checkpoint folder (e.g. a converted official one) or a preprocessing "
+                     "JSON/YAML file; instead of --spacing.", show_default=False),
+    ] = None,
     cases: Annotated[
         str | None,
         typer.Option("--cases", help="all, test, train (the collection's split) or a comma-separated list of "
@@ -82,7 +88,8 @@ def evaluate(
     if cases is not None and "," in cases:
         selection = [c.strip() for c in cases.split(",") if c.strip()]
     summary = evaluate_folder(
-        pred, gt, task=task, collection=collection, definition=definition, spacing=spacing, cases=selection,
+        pred, gt, task=task, collection=collection, definition=definition, spacing=spacing,
+        preprocessing=preprocessing, cases=selection,
         out=out, overwrite=overwrite, compare_paper=compare_paper, overlays=overlays, images=images,
         progress=progress, echo=typer.echo,
     )  # fmt: skip

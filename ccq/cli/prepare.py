@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ccq.errors import CCQError
-
 
 def prepare(
     out: Annotated[
@@ -35,7 +33,8 @@ def prepare(
         Path | None,
         typer.Option(
             "--folders",
-            help="JSON/YAML mapping task name -> folder, for datasets whose folder names differ.",
+            help="JSON/YAML mapping task name -> folder, for datasets whose folder names differ; 'official': "
+            "the authors' prepared MOTS folder (0123456_spacing_same: 0Liver, 1Kidney/origin, ...).",
             show_default=False,
         ),
     ] = None,
@@ -43,7 +42,8 @@ def prepare(
         Path | None,
         typer.Option(
             "--preprocessing",
-            help="JSON/YAML PreprocessingConfig (spacing, HU window ...); default: the official preset.",
+            help="JSON/YAML PreprocessingConfig (spacing, HU window, per-task grids ...), or a checkpoint folder "
+            "(the grids its model works on); default: the paper's (1.5 x 0.8 x 0.8 mm for every task).",
             show_default=False,
         ),
     ] = None,
@@ -60,7 +60,7 @@ def prepare(
 
     tasks = load_collection(collection)
     config = OFFICIAL_PREPROCESSING if preprocessing is None else read_preprocessing_file(preprocessing)
-    mapping = None if folders is None else read_folders_file(folders)
+    mapping = None if folders is None else read_folders_file(folders, tasks)
     summary = prepare_collection(
         tasks, raw, out, config, workers=workers, keep_going=keep_going, folders=mapping, progress=progress
     )
@@ -70,20 +70,6 @@ def prepare(
 
 
 def read_preprocessing_file(path: Path):  # -> PreprocessingConfig (import kept lazy for a fast --help)
-    from ccq import limits
-    from ccq.data.collection_io import parse_collection_text
-    from ccq.data.preprocessing import PreprocessingConfig
+    from ccq.data.preprocessing import load_preprocessing
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CCQError(f"--preprocessing {path}: no such file; expected a JSON or YAML PreprocessingConfig")
-    suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(limits.read_text(path), suffix, str(path))
-    if not isinstance(data, dict):
-        raise CCQError(f"{path}: expected a mapping of PreprocessingConfig fields (spacing, hu_min ...)")
-    try:
-        config = PreprocessingConfig.from_dict(data)
-    except CCQError as err:
-        raise CCQError(f"{path}: {err}") from None
-    limits.check_preprocessing(config, str(path))
-    return config
+    return load_preprocessing(path)

@@ -6,8 +6,9 @@ Layout of a prepared folder ``OUT``::
     OUT/collection.json        the task collection the cases were prepared with
     OUT/preprocessing.json     the PreprocessingConfig (spacing, HU window, patch size)
     OUT/cases/<task>/<case>/
-        image.chunks           int16 HU inside the crop box, canonical (z, y, x) grid, rounded and clipped to the
-                               HU window (`ccq.data.chunked`: compressed chunks)
+        image.chunks           int16 HU inside the crop box, on the task's working grid (meta ``grid``; canonical
+                               (z, y, x) unless the preprocessing gives the task its own), rounded and clipped to
+                               the HU window (`ccq.data.chunked`: compressed chunks)
         label.chunks           uint8, the dataset's own label values inside the crop box (the same chunks)
         fg_organ.npy           int32 [N, 3] (z, y, x) foreground voxels of the organ channel (a subsample)
         fg_tumor.npy           the same for the tumor channel (absent for an ignored channel)
@@ -201,7 +202,8 @@ class PreparedDataset:
     """Read side of a prepared folder: the manifest, the collection, the preprocessing, the cases (`CaseReader`).
 
     Manifest entries are dicts with (at least) ``id``, ``task``, ``task_id``, ``split``, ``path``,
-    ``original_spacing``, ``original_shape`` (file voxel order), ``spacing``, ``shape`` (z, y, x),
+    ``original_spacing``, ``original_shape`` (file voxel order), ``spacing``, ``shape`` (D, H, W of the working
+    grid: ``grid``, see `ccq.data.grid.entry_grid`; (z, y, x) for entries written before per-task grids),
     ``channels`` (label values per channel, null = ignored), ``foreground_voxels`` and ``foreground_bbox``
     (per channel; null for an ignored channel, bbox ``[[z0, z1], [y0, y1], [x0, x1]]`` end-exclusive).
     """

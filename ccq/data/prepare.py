@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ccq import limits
 from ccq.data import geometry, nifti_file
+from ccq.data import grid as working
 from ccq.data.cache import FORMAT_VERSION, case_relpath
 from ccq.data.chunked import CODEC, DEFAULT_CHUNKS
 from ccq.data.collection import CHANNELS, TaskSpec
 from ccq.data.geometry import CanonicalInfo
+from ccq.data.grid import Grid
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
 
@@ -71,16 +72,21 @@ def normalize_intensity(hu: np.ndarray, preprocessing: PreprocessingConfig) -> n
 
 
 def preprocess_image(
-    array: np.ndarray, affine: np.ndarray, preprocessing: PreprocessingConfig, *, where: str = "image"
+    array: np.ndarray,
+    affine: np.ndarray,
+    preprocessing: PreprocessingConfig,
+    *,
+    where: str = "image",
+    grid: Grid | None = None,
 ) -> tuple[np.ndarray, CanonicalInfo]:
-    """A CT in file voxel order (HU) -> (network-ready float32 [D, H, W], how to map results back).
+    """A CT in file voxel order (HU) -> (network-ready float32 [D, H, W] on ``grid``, how to map results back).
 
-    The working grid's size is checked before resampling (`ccq.limits.check_grid`; ``where`` names the image)."""
+    ``grid``: the working grid (`ccq.data.grid`; default the preprocessing's default grid). Its size is checked
+    before resampling (`ccq.limits.check_grid`; ``where`` names the image)."""
+    grid = preprocessing.default_grid if grid is None else grid
     canon, info = geometry.to_canonical(np.asarray(array, dtype=np.float32), affine)
-    limits.check_grid(info.shape, info.spacing, preprocessing.spacing, where)
-    resampled = geometry.resample(
-        canon, info.spacing, preprocessing.spacing, order=preprocessing.image_interpolation_order
-    )
+    working.check_size(info, grid, where)
+    resampled = working.to_working(canon, info, grid, order=preprocessing.image_interpolation_order)
     return normalize_intensity(resampled, preprocessing), info
 
 
@@ -157,17 +163,25 @@ def _check_window(preprocessing: PreprocessingConfig) -> None:
 
 
 def _resample_image(
-    stored: np.ndarray, affine: np.ndarray, scaling: Scaling, preprocessing: PreprocessingConfig, where: str
+    stored: np.ndarray,
+    affine: np.ndarray,
+    scaling: Scaling,
+    preprocessing: PreprocessingConfig,
+    grid: Grid,
+    where: str,
 ) -> tuple[np.ndarray, CanonicalInfo, np.ndarray, np.ndarray]:
-    """(int16 HU on the working grid, canonical info, z rows and (y, x) plane above the window's floor)."""
-    view, info = geometry.canonical_view(stored, affine)
-    limits.check_grid(info.shape, info.spacing, preprocessing.spacing, where)
-    shape = geometry.target_shape(info.shape, info.spacing, preprocessing.spacing)
+    """(int16 HU on the working grid ``grid`` [D, H, W], canonical info, D rows and (H, W) plane above the
+    window's floor). The stored voxels are only viewed (reoriented without a copy) and resampled slab by slab."""
+    canon, info = geometry.canonical_view(stored, affine)
+    working.check_size(info, grid, where)
+    src = working.oriented(info, grid)
+    view = working.orient(canon, grid.axes)
+    shape = geometry.target_shape(src.shape, src.spacing, grid.spacing)
     hu = np.empty(shape, dtype=np.int16)
     rows = np.zeros(shape[0], dtype=bool)
     plane = np.zeros(shape[1:], dtype=bool)
     order = preprocessing.image_interpolation_order
-    for z0, slab in geometry.resample_slabs(view, info.spacing, preprocessing.spacing, order=order, to_float=scaling):
+    for z0, slab in geometry.resample_slabs(view, src.spacing, grid.spacing, order=order, to_float=scaling):
         above = slab > preprocessing.hu_min  # not air: windows above the floor
         np.clip(slab, preprocessing.hu_min, preprocessing.hu_max, out=slab)
         hu[z0 : z0 + len(slab)] = np.rint(slab, out=slab)
@@ -245,8 +259,11 @@ BASE_MEMORY = 550 * 2**20
 """Resident memory of a worker besides its case (Python, numpy, torch, buffers), from ``ccq prepare`` runs."""
 
 
-def estimate_memory(image: Path, label: Path | None, preprocessing: PreprocessingConfig) -> int:
-    """Peak bytes `prepare_case` needs for this case, from the headers alone (no voxel is read).
+def estimate_memory(
+    image: Path, label: Path | None, preprocessing: PreprocessingConfig, grid: Grid | None = None
+) -> int:
+    """Peak bytes `prepare_case` needs for this case on ``grid`` (default: the preprocessing's default grid), from
+    the headers alone (no voxel is read).
 
     The image phase holds the image as stored, int16 HU on the working grid of W voxels (2 W) and the float32
     slabs of `ccq.data.geometry.resample_slabs`; the label phase (the image freed) the HU, the label as stored and
@@ -261,12 +278,13 @@ def estimate_memory(image: Path, label: Path | None, preprocessing: Preprocessin
         label_bytes = math.prod(header.shape) * (itemsize + (1 if itemsize > 1 else 0))
     dummy = np.broadcast_to(np.zeros((), np.int8), image_header.shape)  # a view of one byte: the geometry only
     _, info = geometry.canonical_view(dummy, np.asarray(image_header.image.affine, np.float64))
-    out = geometry.target_shape(info.shape, info.spacing, preprocessing.spacing)
-    working = math.prod(out)
-    slab_slices = 32 * info.shape[0] / out[0] + 40  # input slices of one output slab (`resample_slabs`)
-    slabs = 2 * 4 * slab_slices * info.shape[1] * info.shape[2]
+    src = working.oriented(info, preprocessing.default_grid if grid is None else grid)
+    out = geometry.target_shape(src.shape, src.spacing, (preprocessing.default_grid if grid is None else grid).spacing)
+    voxels = math.prod(out)
+    slab_slices = 32 * src.shape[0] / out[0] + 40  # input slices of one output slab (`resample_slabs`)
+    slabs = 2 * 4 * slab_slices * src.shape[1] * src.shape[2]
     stored = math.prod(image_header.shape) * image_header.image.get_data_dtype().itemsize
-    return int(BASE_MEMORY + max(stored + 2 * working + slabs, 2 * working + label_bytes + 3 * working))
+    return int(BASE_MEMORY + max(stored + 2 * voxels + slabs, 2 * voxels + label_bytes + 3 * voxels))
 
 
 def prepare_case(
@@ -291,7 +309,8 @@ def prepare_case(
         geometry.check_same_grid(stored.shape, img_affine, lab_shape, lab_affine, case=case_id)
 
     where = f"case {case_id}: image {img_src}"
-    hu, info, rows, plane = _resample_image(stored, img_affine, scaling, preprocessing, where)
+    grid = preprocessing.grid(task)  # the task's working grid: the default one unless the preprocessing gives its own
+    hu, info, rows, plane = _resample_image(stored, img_affine, scaling, preprocessing, grid, where)
     del stored
     if label is not None:
         lab, _, lab_src = _read(label, what="label", case=case_id, as_float=False)
@@ -299,12 +318,12 @@ def prepare_case(
     else:
         lab, lab_src = np.zeros(info.original_shape, dtype=np.uint8), None
     lab_canon, _ = geometry.canonical_view(lab, img_affine)
-    lab_prepared = geometry.resample(lab_canon, info.spacing, preprocessing.spacing, order=0, shape=hu.shape)
+    lab_prepared = working.to_working(lab_canon, info, grid, order=0, shape=hu.shape)
     del lab, lab_canon
     box = crop_box(rows, plane, lab_prepared)
 
     seed = zlib.crc32(f"{task.name}/{case_id}".encode())
-    voxel_ml = float(np.prod(preprocessing.spacing)) / 1000.0
+    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     counts: dict[str, int | None] = {}
     bboxes: dict[str, list | None] = {}
     locations: dict[str, np.ndarray | None] = {}
@@ -328,11 +347,10 @@ def prepare_case(
         "original_spacing": list(info.original_spacing),
         "original_affine": [list(r) for r in info.original_affine],
         "canonical": info.to_dict(),
-        "spacing": list(preprocessing.spacing),
+        "grid": grid.to_dict(),
+        "spacing": list(grid.spacing),
         "shape": shape,
-        "affine": geometry.affine_after_resample(np.asarray(info.affine), info.spacing, preprocessing.spacing)
-        .round(6)
-        .tolist(),
+        "affine": working.working_affine(info, grid).round(6).tolist(),
         # The stored box (see the module docstring); readers fill the rest with the window's floor and label 0.
         "crop_box": box,
         "image_dtype": "int16",

@@ -21,7 +21,8 @@ from ccq import limits
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
 from ccq.data.collection_io import parse_collection_text
-from ccq.data.prepare import estimate_memory, prepare_case
+from ccq.data.prepare import prepare_case
+from ccq.data.prepare_checks import check_format, check_workers_memory
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.data.workers import init_worker
 from ccq.errors import CCQError, Interrupted
@@ -72,9 +73,26 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def read_folders_file(path: str | Path) -> dict[str, str]:
-    """A JSON/YAML mapping ``task name -> folder`` (for raw folders named differently from the collection)."""
+OFFICIAL_FOLDERS = {0: "0Liver", 1: "1Kidney/origin", 2: "2HepaticVessel", 3: "3Pancreas", 4: "4Colon", 5: "5Lung",
+                    6: "6Spleen"}  # fmt: skip
+"""The folders of the authors' prepared MOTS tree (``0123456_spacing_same/``, written by the official
+re_spacing.py), by task id: MSD-style ``imagesTr/``+``labelsTr/``, KiTS19 case folders under ``1Kidney/origin/``
+(docs/official-data-path.md, fact 13)."""
+OFFICIAL_FOLDERS_NAME = "official"
+"""``--folders official``: the `OFFICIAL_FOLDERS` of the collection's tasks (a file of that name takes precedence)."""
+
+
+def official_folders(collection: Collection) -> dict[str, str]:
+    """Task name -> folder of the authors' prepared MOTS tree, for the tasks of ``collection`` (by task id)."""
+    return {t.name: OFFICIAL_FOLDERS[t.id] for t in collection.tasks if t.id in OFFICIAL_FOLDERS}
+
+
+def read_folders_file(path: str | Path, collection: Collection | None = None) -> dict[str, str]:
+    """A JSON/YAML mapping ``task name -> folder`` (for raw folders named differently from the collection); with
+    ``collection``, the name ``official`` (no such file) is the authors' prepared tree (`official_folders`)."""
     path = Path(path).expanduser()
+    if collection is not None and str(path) == OFFICIAL_FOLDERS_NAME and not path.exists():
+        return official_folders(collection)
     if not path.is_file():
         raise CCQError(f"{path}: no such folders file; expected a JSON or YAML mapping task name -> folder")
     suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
@@ -100,23 +118,11 @@ def _has_prepared_cases(out_dir: Path) -> bool:
     return next((out_dir / cache.CASES_DIR).glob(f"*/*/{cache.META_FILE}"), None) is not None
 
 
-def _check_format(out_dir: Path) -> None:
-    """Refuse to add cases to a folder of another cache format (an older ccq's: its cases could not be read)."""
-    meta_path = next((out_dir / cache.CASES_DIR).glob(f"*/*/{cache.META_FILE}"))
-    found = cache.read_json(meta_path, "case meta.json")
-    found = found.get("format") if isinstance(found, dict) else None
-    if found != cache.FORMAT_VERSION:
-        raise CCQError(
-            f"{out_dir}: its cases are in cache format {limits.quote(found)} ({meta_path}); this ccq writes format "
-            f"{cache.FORMAT_VERSION}. Use another --out (or delete the folder)"
-        )
-
-
 def _check_compatible(out_dir: Path, collection: Collection, preprocessing: PreprocessingConfig) -> None:
     """Refuse to mix cases prepared with another spacing/window or other channel rules in one folder."""
     if not _has_prepared_cases(out_dir):
         return  # index files without a case (an older ccq's failed run): nothing they describe can be mixed
-    _check_format(out_dir)
+    check_format(out_dir)
     pre_path = out_dir / cache.PREPROCESSING_FILE
     if pre_path.is_file():
         old = cache.read_json(pre_path, "preprocessing.json")
@@ -307,6 +313,7 @@ def prepare_collection(
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = PrepareSummary(out_dir=out_dir)
     try:
+        preprocessing.check_tasks(collection.task_names, "preprocessing")
         _check_compatible(out_dir, collection, preprocessing)
         cache.remove_temporaries(out_dir)
         jobs = _plan(collection, raw_root, summary, keep_going)
@@ -337,33 +344,6 @@ def prepare_collection(
         if not _has_prepared_cases(out_dir):
             _remove_index(out_dir, created)
     return summary
-
-
-def check_workers_memory(jobs: list[_Job], preprocessing: PreprocessingConfig, workers: int) -> None:
-    """CCQError, before any case is prepared, when ``workers`` processes preparing the largest cases at the same
-    time would need more memory than is available (`ccq.data.prepare.estimate_memory`, from the headers); the
-    message says how many workers fit. Unreadable headers are left to the case's own one-line error."""
-    room = limits.available_memory()
-    if room is None or os.environ.get(limits.MEMORY_CHECK_ENV, "").strip() == "0" or not jobs:
-        return
-    needs = []
-    for job in jobs:
-        try:
-            needs.append((estimate_memory(job.image, job.label, preprocessing), job))
-        except CCQError:
-            continue
-    needs.sort(key=lambda n: -n[0])
-    total = sum(n for n, _ in needs[:workers])
-    if total <= room:
-        return
-    fits = max(k for k in range(1, workers + 1) if k == 1 or sum(n for n, _ in needs[:k]) <= room)
-    largest, job = needs[0]
-    raise CCQError(
-        f"--workers {workers}: preparing the {min(workers, len(needs))} largest cases at once needs about "
-        f"{limits.gib(total)} of memory (the largest, {job.task.name}/{job.case_id}, about {limits.gib(largest)}), "
-        f"and {limits.gib(room)} is available; expected --workers {fits} or fewer (or set "
-        f"{limits.MEMORY_CHECK_ENV}=0 to try anyway)"
-    )
 
 
 def _remove_index(out_dir: Path, created: bool) -> None:

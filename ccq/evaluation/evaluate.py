@@ -24,7 +24,8 @@ import numpy as np
 
 from ccq.data import geometry
 from ccq.data.collection import CHANNELS, Collection, TaskSpec, load_collection
-from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
+from ccq.data.grid import Grid, entry_grid
+from ccq.data.preprocessing import OFFICIAL_PREPROCESSING, PreprocessingConfig, load_preprocessing
 from ccq.errors import CCQError
 from ccq.evaluation.cases import (
     CaseSource,
@@ -81,6 +82,37 @@ def _working_spacing(spacing: Sequence[float] | None, definition: str, prepared:
             )
         return None
     return given if given is not None else tuple(OFFICIAL_PREPROCESSING.spacing)
+
+
+def _working_grids(
+    preprocessing: str | Path | PreprocessingConfig | None,
+    spacing: Sequence[float] | None,
+    definition: str,
+    prepared: Any,
+    tasks: Sequence[TaskSpec],
+    collection: Collection,
+) -> tuple[dict[str, Grid] | None, PreprocessingConfig | None]:
+    """(task name -> working grid of the mots definition, the preprocessing that gave them); (None, None) for the
+    standard definition and for one canonical grid at the working spacing. A prepared folder's grids are its
+    cases'; ``preprocessing`` (a file, a checkpoint folder or a `PreprocessingConfig`) gives each task the grid a
+    model works on."""
+    if preprocessing is None:
+        if prepared is None or prepared.preprocessing.uniform:
+            return None, None
+        names = {t.name for t in tasks}
+        return {e["task"]: entry_grid(e) for e in prepared.entries if e["task"] in names}, prepared.preprocessing
+    what = "--preprocessing"
+    if prepared is not None:
+        raise CCQError(f"{what}: a prepared folder ({prepared.root}) scores each case on its own grid; leave {what} "
+                       "out")  # fmt: skip
+    if definition != "mots":
+        raise CCQError(f"{what} sets the working grids of the mots definition; the standard definition measures each "
+                       f"file on its own grid (leave {what} out)")  # fmt: skip
+    if spacing is not None:
+        raise CCQError(f"give --spacing or {what}, not both (the preprocessing has its own spacings)")
+    pre = preprocessing if isinstance(preprocessing, PreprocessingConfig) else load_preprocessing(preprocessing)
+    pre.check_tasks(collection.task_names, what)
+    return pre.grids(tasks), pre
 
 
 def find_sources(
@@ -186,6 +218,7 @@ def evaluate_folder(
     collection: str | Path | Collection | None = None,
     definition: str = "mots",
     spacing: Sequence[float] | None = None,
+    preprocessing: str | Path | PreprocessingConfig | None = None,
     cases: str | Sequence[str] | None = None,
     out: str | Path | None = None,
     write: bool = True,
@@ -200,7 +233,9 @@ def evaluate_folder(
 
     ``collection``: a name, a file or a `Collection` (default "mots"; with a prepared folder, the one stored
     there). ``spacing``: the working grid (z, y, x mm) of the "mots" definition (default the official
-    1.5 x 0.8 x 0.8; a prepared folder's own). ``write`` False returns the summary without writing anything.
+    1.5 x 0.8 x 0.8; a prepared folder's own). ``preprocessing``: instead, each task's own working grid (a
+    preprocessing file, a checkpoint folder or a `PreprocessingConfig`: the grids a model works on, e.g. a
+    converted official checkpoint's). ``write`` False returns the summary without writing anything.
     ``overlays``: also write PNGs to ``OUT/overlays/CASE/TASK/`` (the CTs from ``images`` or the raw dataset).
     """
     check_definition(definition)
@@ -224,6 +259,9 @@ def evaluate_folder(
         tasks_from = _collection(collection)
     working = _working_spacing(spacing, definition, prepared)
     tasks = [tasks_from.task(task)] if task is not None else list(tasks_from.tasks)
+    task_grids, grids_from = _working_grids(preprocessing, spacing, definition, prepared, tasks, tasks_from)
+    if grids_from is not None:
+        working = tuple(grids_from.spacing)  # the default grid's spacing (the summary's "spacing")
     selection = cases if cases is not None else ("all" if task is not None else "test")
     if compare_paper:  # fails now, not after the work, if the paper has nothing to compare with
         paper_comparison([c for t in tasks for c in t.categories()], definition)
@@ -240,7 +278,7 @@ def evaluate_folder(
     records: list[dict[str, Any]] = []
     grids: set[str] = set()
     for source in tqdm(sources, desc="evaluate", unit="case", disable=not progress):
-        loaded = load_case(source, definition, working)
+        loaded = load_case(source, definition, working if task_grids is None else task_grids[source.task.name])
         grids.add(loaded.grid)
         records += score_case(source, loaded, definition)
         if overlays:
@@ -249,7 +287,7 @@ def evaluate_folder(
                 echo(f"{source.case_id} ({source.task.name}): {len(written)} overlay(s) in {written[0].parent}")
     summary = build_summary(
         records, tasks_from, definition=definition, grid=" + ".join(sorted(grids)),
-        spacing=working, compare_paper=compare_paper,
+        spacing=working, grids=task_grids, compare_paper=compare_paper,
         sources={"pred": str(pred_dir), "gt": str(gt_dir), "ground_truth": "prepared" if prepared else "nifti",
                  "cases": selection if isinstance(selection, str) else list(selection)},
     )  # fmt: skip

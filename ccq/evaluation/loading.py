@@ -4,7 +4,7 @@ The grid depends on the definition (`ccq.evaluation.scoring`):
 
 * "standard": the files' own (native) grid, distances in mm with the voxel spacing of the header;
 * "mots": both label maps reoriented and resampled (nearest neighbour, exactly as ``ccq prepare`` resamples
-  labels: `ccq.data.geometry.resample`) to the working spacing, distances in its voxels;
+  labels: `ccq.data.grid.to_working`) to the task's working grid, distances in its voxels;
 * against a prepared folder: the prediction resampled onto the prepared label's grid (the native label is not
   stored), distances in its voxels ("mots") or in mm at the working spacing ("standard").
 
@@ -24,7 +24,9 @@ import numpy as np
 
 from ccq import limits
 from ccq.data import geometry
+from ccq.data import grid as working
 from ccq.data.collection import TaskSpec
+from ccq.data.grid import Grid
 from ccq.errors import CCQError
 from ccq.evaluation.cases import CaseSource
 from ccq.evaluation.surface import union_box
@@ -183,10 +185,11 @@ def _read_label(path, case: str, what: str) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ cases
 
 
-def load_case(source: CaseSource, definition: str, spacing: Sequence[float] | None) -> LoadedCase:
+def load_case(source: CaseSource, definition: str, spacing: Sequence[float] | Grid | None) -> LoadedCase:
     """Read a case's prediction and ground truth onto the evaluation grid, cropped (see the module docstring).
 
-    ``spacing``: the working grid (z, y, x mm) of the "mots" definition (a prepared folder has its own).
+    ``spacing``: the working grid of the "mots" definition: a `Grid`, or a spacing (z, y, x mm) on the canonical
+    axes (a prepared folder has its own).
     """
     case, task = source.case_id, source.task
     pred, pred_affine = _read_label(source.pred, case, "prediction")
@@ -205,14 +208,22 @@ def load_case(source: CaseSource, definition: str, spacing: Sequence[float] | No
         return LoadedCase(p, g, hd_spacing, "native", native_pred=pred, affine=pred_affine, native_gt=gt)
     if spacing is None:
         raise CCQError("the mots definition needs the working spacing (z, y, x mm)")
-    spacing = limits.check_spacing(spacing, "the working grid of the mots definition", "spacing")
+    if isinstance(spacing, Grid):
+        grid = spacing
+        limits.check_spacing(grid.spacing, "the working grid of the mots definition", "spacing")
+    else:
+        grid = Grid(spacing=limits.check_spacing(spacing, "the working grid of the mots definition", "spacing"))
     # Both maps through the ground truth's affine: the grids agree within tolerance, and one affine keeps the two
-    # resampled maps voxel for voxel aligned.
+    # resampled maps voxel for voxel aligned. Reoriented to the grid's axes, then resampled as `ccq prepare` does.
     canon_pred, info = geometry.to_canonical(pred, gt_affine)
     canon_gt, _ = geometry.to_canonical(gt, gt_affine)
     canon_scored, _ = geometry.to_canonical(scored, gt_affine)
-    limits.check_grid(info.shape, info.spacing, spacing, f"case {case}: ground truth {source.gt}")
-    (p, g), _ = resample_cropped([canon_pred, canon_gt], info.spacing, spacing, mask=canon_scored)
+    src = working.oriented(info, grid)
+    limits.check_grid(src.shape, src.spacing, grid.spacing, f"case {case}: ground truth {source.gt}")
+    (p, g), _ = resample_cropped(
+        [working.orient(canon_pred, grid.axes), working.orient(canon_gt, grid.axes)], src.spacing, grid.spacing,
+        mask=working.orient(canon_scored, grid.axes),
+    )  # fmt: skip
     return LoadedCase(p, g, (1.0, 1.0, 1.0), "working", native_pred=pred, affine=pred_affine, native_gt=gt)
 
 
@@ -223,15 +234,17 @@ def _load_prepared(source: CaseSource, definition: str, pred: np.ndarray, pred_a
                     entry["original_shape"], entry["original_affine"], what="the prepared case's source")  # fmt: skip
     check_labels(pred, source.task, where=f"case {case}: prediction {source.pred}")
     gt = np.asarray(source.dataset.label(entry, mmap=True))  # the dataset's values, checked when prepared
-    working = limits.check_spacing(entry["spacing"], f"case {case}: prepared entry", "spacing")
+    grid = working.entry_grid(entry)
+    spacing = limits.check_spacing(grid.spacing, f"case {case}: prepared entry", "spacing")
     # Through the source's affine, as `ccq prepare` resampled the label: the same orientation and shape.
     canon_pred, info = geometry.to_canonical(pred, np.asarray(entry["original_affine"]))
+    oriented_pred = working.orient(canon_pred, grid.axes)
     gt_scored = scored_voxels(source.task, gt)
-    (p,), box = resample_cropped([canon_pred], info.spacing, working, shape=gt.shape,
-                                 mask=scored_voxels(source.task, canon_pred),
+    (p,), box = resample_cropped([oriented_pred], working.oriented(info, grid).spacing, spacing,
+                                 shape=gt.shape, mask=scored_voxels(source.task, oriented_pred),
                                  extra=union_box(gt_scored, gt_scored, margin=0))  # fmt: skip
     g = np.ascontiguousarray(gt[box]) if box is not None else np.zeros((1, 1, 1), dtype=gt.dtype)
-    hd_spacing = (1.0, 1.0, 1.0) if definition == "mots" else working
+    hd_spacing = (1.0, 1.0, 1.0) if definition == "mots" else spacing
     return LoadedCase(p, g, hd_spacing, "working", native_pred=pred, affine=pred_affine, working_gt=gt)
 
 
@@ -241,4 +254,5 @@ def native_ground_truth(source: CaseSource, loaded: LoadedCase) -> np.ndarray:
         return loaded.native_gt
     assert source.entry is not None and loaded.working_gt is not None
     info = geometry.CanonicalInfo.from_dict(source.entry["canonical"])
-    return geometry.to_original_grid(np.asarray(loaded.working_gt), info, source.entry["spacing"], order=0)
+    grid = working.entry_grid(source.entry)
+    return working.to_input_grid(np.asarray(loaded.working_gt), info, grid, order=0)

@@ -21,6 +21,7 @@ from torch import nn
 
 from ccq.data.cache import PreparedDataset
 from ccq.data.collection import CHANNELS
+from ccq.data.grid import entry_grid
 from ccq.data.prepare import channel_lut
 from ccq.evaluation.metrics import DiceDefinition
 from ccq.evaluation.report import build_summary
@@ -109,7 +110,9 @@ def prepared_summary(
     definition: DiceDefinition,
     sources: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The evaluation summary (`ccq.evaluation.report`, as ``ccq evaluate`` writes it) of scored prepared cases."""
+    """The evaluation summary (`ccq.evaluation.report`, as ``ccq evaluate`` writes it) of scored prepared cases;
+    with per-task working grids it says each task's, as ``ccq evaluate`` does against a prepared folder."""
     records = [r for case in results for r in case.records()]
+    grids = None if dataset.preprocessing.uniform else {case.entry["task"]: entry_grid(case.entry) for case in results}
     return build_summary(records, dataset.collection, definition=definition, grid="working",
-                         spacing=dataset.preprocessing.spacing, sources=sources)  # fmt: skip
+                         spacing=dataset.preprocessing.spacing, sources=sources, grids=grids)  # fmt: skip

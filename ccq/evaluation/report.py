@@ -5,7 +5,9 @@
 * ``summary["categories"]["<task>/<organ|tumor>"]["dice" | "hd95"]`` — the mean over the category's cases;
 * ``summary["mean"]["organ" | "tumor" | "all"]["dice" | "hd95"]`` — categories averaged with equal weight, as the
   paper averages its 11 categories;
-* ``summary["cases"]`` — a list of ``{"case", "category", "dice", "hd95", ...}``, one per case and category.
+* ``summary["cases"]`` — a list of ``{"case", "category", "dice", "hd95", ...}``, one per case and category;
+* ``summary["grids"]`` (only when tasks have their own working grids) — per task ``{"spacing", "axes"}``
+  (`ccq.data.grid.Grid`), the grid the mots definition scored it on.
 
 Dice is a fraction in [0, 1] (``table.md`` shows percent, as the paper); HD95 is in the definition's unit
 (``summary["units"]``). A value that is undefined (the "standard" definition with an empty mask) is ``null`` in
@@ -75,8 +77,10 @@ def build_summary(
     spacing: Sequence[float] | None,
     sources: Mapping[str, Any],
     compare_paper: bool = False,
+    grids: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The summary dict (see the module docstring) from per-case records (`ccq.evaluation.evaluate`)."""
+    """The summary dict (see the module docstring) from per-case records (`ccq.evaluation.evaluate`); ``grids``
+    (task -> `ccq.data.grid.Grid`) adds each evaluated task's working grid, when tasks have their own."""
     names = collection.category_names()
     order = [c for c in collection.categories() if any(r["category"] == c for r in records)]
     categories: dict[str, dict[str, Any]] = {}
@@ -112,6 +116,8 @@ def build_summary(
         "mean": _group_means(categories),
         "cases": [{k: r[k] for k in CASE_COLUMNS} for r in records],
     }
+    if grids is not None:
+        summary["grids"] = {t: grids[t].to_dict() for t in summary["tasks"] if t in grids}
     if compare_paper:
         summary["paper"] = paper_comparison(list(categories), definition)
     return summary
@@ -157,6 +163,8 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
     unit = summary["units"]["hd95"]
     spacing = summary.get("spacing")
     grid = f" ({' x '.join(f'{s:g}' for s in spacing)} mm)" if spacing and summary["definition"] == "mots" else ""
+    if len({str(g) for g in (summary.get("grids") or {}).values()}) > 1:
+        grid = " (each task's own working grid: `grids` in summary.json)"
     lines = [
         f"# Evaluation ({summary['definition']} definition)",
         "",

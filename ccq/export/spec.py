@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ccq.data.collection import CHANNELS, Collection, TaskSpec
+from ccq.data.grid import Grid
 from ccq.data.preprocessing import PreprocessingConfig
 
 EXPORT_FORMAT = "ccq-export"
@@ -34,7 +35,16 @@ def companion_path_name(model_file_name: str) -> str:
     return f"{model_file_name}.json"
 
 
-def _task_entry(task: TaskSpec, index: int | None) -> dict[str, Any]:
+def _grid_entry(grid: Grid) -> dict[str, Any]:
+    return {
+        "spacing_mm": list(grid.spacing),
+        "spacing_order": "D, H, W (the network's input axes)",
+        "axes": grid.axes,
+        "directions": grid.axis_words(),
+    }
+
+
+def _task_entry(task: TaskSpec, index: int | None, grid: Grid | None = None) -> dict[str, Any]:
     channels = {}
     for channel, labeled in zip(CHANNELS, task.labeled_channels, strict=True):
         if labeled:
@@ -51,6 +61,8 @@ def _task_entry(task: TaskSpec, index: int | None) -> dict[str, Any]:
         entry["index"] = index
     entry["channels"] = channels
     entry["labels"] = {str(k): v for k, v in sorted(task.labels.items())}
+    if grid is not None:
+        entry["grid"] = _grid_entry(grid)
     return entry
 
 
@@ -77,6 +89,16 @@ def deployment_spec(
         out_shape = [1, 2, d, h, w]
         layout = "[batch, channel, z, y, x]; channel 0 organ, 1 tumor"
     lo, hi, scale = preprocessing.hu_min, preprocessing.hu_max, preprocessing.hu_scale
+    orientation = (
+        "reorient the CT (a permutation and flips of its voxel axes, no resampling) so that array axes are "
+        "[z, y, x] with " + "; ".join(f"{k}: {v}" for k, v in _AXES.items())
+    )
+    if not preprocessing.uniform:  # some task (or every task) has its own working grid: tasks[].grid says which
+        orientation = (
+            "per task (tasks[].grid): reorient the CT (a permutation and flips of its voxel axes) so that array "
+            "axes [D, H, W] point as tasks[].grid.directions say, then resample to tasks[].grid.spacing_mm; tasks "
+            "with the same grid can share one preprocessed volume and one network pass"
+        )
     return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -93,11 +115,12 @@ def deployment_spec(
             "layout": "[batch, channel, z, y, x]: one window of the preprocessed CT; batch and size are fixed",
         },
         "preprocessing": {
-            "orientation": "reorient the CT (a permutation and flips of its voxel axes, no resampling) so that "
-            "array axes are [z, y, x] with " + "; ".join(f"{k}: {v}" for k, v in _AXES.items()),
-            "axes": dict(_AXES),
+            "orientation": orientation,
+            "axes": dict(_AXES) if preprocessing.uniform else preprocessing.default_grid.axis_words(),
             "spacing_mm": list(preprocessing.spacing),
-            "spacing_order": "z, y, x",
+            "spacing_order": "z, y, x"
+            if preprocessing.uniform
+            else "D, H, W of the default grid (tasks[].grid: each task's own)",
             "image_interpolation": _INTERPOLATION[preprocessing.image_interpolation_order],
             "hu_window": [lo, hi],
             "hu_scale": scale,
@@ -123,6 +146,6 @@ def deployment_spec(
             f"sigmoid(organ) > {THRESHOLD}, else 0 (values: tasks[].channels[].output_value); a channel with "
             "labeled: false was never trained for that task and carries no meaning",
         },
-        "tasks": [_task_entry(t, i if all_tasks else None) for i, t in enumerate(tasks)],
+        "tasks": [_task_entry(t, i if all_tasks else None, preprocessing.grid(t)) for i, t in enumerate(tasks)],
         "model": model_config,
     }

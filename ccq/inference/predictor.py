@@ -1,14 +1,17 @@
 """Whole-case prediction with a checkpoint: a CT in, one label map per task out, on the input's own voxel grid.
 
 The CT goes through exactly the preprocessing stored in the checkpoint (`ccq.data.prepare.preprocess_image`:
-reorient, resample, window); the sliding window runs every requested task at once (one encoder pass per window)
-and keeps, in float16 on the prepared grid, only the channels the tasks label. Then, task by task, each channel is
-mapped back onto the input's voxels (`ccq.data.geometry.to_original_grid`, linear) before the 0.5 threshold, the
-task's post-processing rule runs on the input's grid (`ccq.inference.postprocess`), and the masks become a label
-map in the task's own convention (`TaskSpec.to_output_labels`: e.g. liver 1, liver tumor 2).
+reorient, resample, window) onto each task's working grid (`ccq.data.grid`; one grid for every task unless the
+checkpoint gives some tasks their own, as a converted official checkpoint does). Tasks are grouped by grid: for
+each group the sliding window runs its tasks at once (one encoder pass per window) and keeps, in float16 on that
+grid, only the channels the tasks label. Then, task by task, each channel is mapped back onto the input's voxels
+(`ccq.data.grid.to_input_grid`, linear) before the 0.5 threshold, the task's post-processing rule runs on the
+input's grid (`ccq.inference.postprocess`), and the masks become a label map in the task's own convention
+(`TaskSpec.to_output_labels`: e.g. liver 1, liver tumor 2).
 
 Going task by task keeps memory low on a large CT: the full-resolution arrays alive at once are the input, one
-channel being mapped back, and one task's masks (`iter_tasks` yields each task as soon as it is done).
+channel being mapped back, and one task's masks (`iter_tasks` yields each task as soon as it is done). With
+several grids the input array is kept until the last group has been preprocessed.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import torch
 
 from ccq.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_model_path
 from ccq.data import geometry
+from ccq.data import grid as working
 from ccq.data.collection import CHANNELS, TaskSpec
 from ccq.data.geometry import CanonicalInfo
+from ccq.data.grid import Grid
 from ccq.data.prepare import preprocess_image
 from ccq.errors import CCQError
 from ccq.inference.postprocess import TaskRule, apply_rule, get_rules
@@ -69,6 +74,10 @@ class PreparedVolume:
     """The input's 4x4 voxel -> RAS affine."""
     header: Any = None
     source: str = "<array>"
+    grid: Grid | None = None
+    """The working grid of ``image`` (None: the preprocessing's default grid)."""
+    input_array: np.ndarray | None = None
+    """The input in file voxel order (HU), kept while tasks on another grid still need preprocessing."""
 
 
 @dataclass(eq=False)
@@ -154,8 +163,9 @@ class Predictor:
         self.postprocess = postprocess
 
     def settings(self) -> dict[str, Any]:
-        """What shaped the outputs (recorded in labels.json)."""
-        return {
+        """What shaped the outputs (recorded in labels.json); ``grids`` (task -> working grid) when the tasks do not
+        all share the canonical grid at ``spacing``."""
+        out = {
             "model": None if self.path is None else str(self.path),
             "device": str(self.device),
             "tta": self.tta,
@@ -164,6 +174,13 @@ class Predictor:
             "postprocess": self.postprocess,
             "spacing": list(self.preprocessing.spacing),
         }
+        if not self.preprocessing.uniform:
+            out["grids"] = {name: g.to_dict() for name, g in self.preprocessing.grids(self.collection.tasks).items()}
+        return out
+
+    def grid_groups(self, specs: Sequence[TaskSpec]) -> list[tuple[Grid, list[TaskSpec]]]:
+        """``specs`` grouped by working grid (tasks sharing a grid share one encoder pass), in request order."""
+        return working.group_by_grid(list(specs), self.preprocessing.grid)
 
     def resolve_tasks(self, tasks: str | Sequence[str | int] | None = "all") -> list[TaskSpec]:
         """``"all"``/None -> every task; else names or ids (also as digits), a list and/or comma-separated."""
@@ -182,16 +199,33 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------- the pipeline
 
-    def prepare(self, volume: Any, *, series: str | None = None) -> PreparedVolume:
-        """Read (if needed) and preprocess one CT; warns (`ccq.io.IntensityWarning`) if it does not look like HU."""
+    def prepare(
+        self, volume: Any, *, series: str | None = None, tasks: str | Sequence[str | int] | None = None
+    ) -> PreparedVolume:
+        """Read (if needed) and preprocess one CT; warns (`ccq.io.IntensityWarning`) if it does not look like HU.
+
+        ``tasks`` (as `resolve_tasks`; default every task): the tasks to be predicted, which decide the working
+        grid(s): the image is prepared on the first task's grid, and when others need other grids the input array
+        is kept for them (every grid's size is checked now)."""
         image = as_image_volume(volume, series=series)
         check_ct_values(image.array, f"image {image.source}")
-        prepared, info = preprocess_image(image.array, image.affine, self.preprocessing, where=f"image {image.source}")
-        return PreparedVolume(image=prepared, info=info, affine=image.affine, header=image.header, source=image.source)
+        groups = self.grid_groups(self.resolve_tasks("all" if tasks is None else tasks))
+        where = f"image {image.source}"
+        prepared, info = preprocess_image(image.array, image.affine, self.preprocessing, where=where, grid=groups[0][0])
+        for grid, _ in groups[1:]:
+            working.check_size(info, grid, where)
+        return PreparedVolume(
+            image=prepared, info=info, affine=image.affine, header=image.header, source=image.source,
+            grid=groups[0][0], input_array=image.array if len(groups) > 1 else None,
+        )  # fmt: skip
 
     def probabilities(self, prepared: PreparedVolume, specs: Sequence[TaskSpec]) -> tuple[torch.Tensor, list]:
         """(float16 [C, D, H, W] on the prepared grid, the C (task name, channel name) pairs): every channel the
-        tasks label, all tasks in each window's one pass."""
+        tasks label, all tasks in each window's one pass. The tasks must share the prepared volume's grid."""
+        grid = prepared.grid or self.preprocessing.default_grid
+        other = [t.name for t in specs if self.preprocessing.grid(t) != grid]
+        if other:
+            raise CCQError(f"tasks {other} have another working grid than the prepared volume ({grid.describe()})")
         pairs = [(i, c) for i, t in enumerate(specs) for c in range(2) if t.labeled_channels[c]]
         pre = self.preprocessing
         probs = predict_channels(
@@ -201,17 +235,49 @@ class Predictor:
         )  # fmt: skip
         return probs, [(specs[i].name, CHANNELS[c]) for i, c in pairs]
 
+    def _on_grid(self, prepared: PreparedVolume, grid: Grid, last: bool) -> None:
+        """Make ``prepared.image`` the input on ``grid`` (from the kept input array); ``last``: no later group
+        needs the input array, so it is released."""
+        current = prepared.grid or self.preprocessing.default_grid
+        if prepared.image is None or current != grid:
+            if prepared.input_array is None:
+                raise CCQError(f"{prepared.source}: this prepared volume was already predicted; prepare it again")
+            prepared.image = None  # the previous grid's image: released before the next one is made
+            prepared.image, _ = preprocess_image(prepared.input_array, prepared.affine, self.preprocessing,
+                                                 where=f"image {prepared.source}", grid=grid)  # fmt: skip
+            prepared.grid = grid
+        if last:
+            prepared.input_array = None
+
     def iter_tasks(
         self, prepared: PreparedVolume, specs: Sequence[TaskSpec], *, keep_probabilities: bool = False
     ) -> Iterator[TaskResult]:
         """Predict every task, then yield them one at a time on the input's grid (see the module docstring).
 
-        The prepared image is released once the windows are done (``prepared.image`` becomes None): on a large
-        CT it is a full-size float32 volume that nothing needs any more."""
-        if prepared.image is None:
+        Tasks are grouped by working grid (`grid_groups`: the prepared volume's grid first), and yielded group by
+        group. The prepared image is released once its windows are done (``prepared.image`` becomes None): on a
+        large CT it is a full-size float32 volume that nothing needs any more."""
+        if prepared.image is None and prepared.input_array is None:
             raise CCQError(f"{prepared.source}: this prepared volume was already predicted; prepare it again")
-        probs, keys = self.probabilities(prepared, specs)
-        prepared.image = None
+        current = prepared.grid or self.preprocessing.default_grid
+        groups = sorted(self.grid_groups(specs), key=lambda group: group[0] != current)  # stable: current first
+        for index, (grid, group) in enumerate(groups):
+            self._on_grid(prepared, grid, last=index == len(groups) - 1)
+            probs, keys = self.probabilities(prepared, group)
+            prepared.image = None
+            yield from self._group_results(prepared, grid, group, probs, keys, keep_probabilities)
+            del probs
+
+    def _group_results(
+        self,
+        prepared: PreparedVolume,
+        grid: Grid,
+        specs: Sequence[TaskSpec],
+        probs: torch.Tensor,
+        keys: list,
+        keep_probabilities: bool,
+    ) -> Iterator[TaskResult]:
+        """The tasks of one grid group on the input's grid, one at a time."""
         for task in specs:
             masks: dict[str, np.ndarray | None] = {c: None for c in CHANNELS}
             kept: dict[str, np.ndarray] = {}
@@ -219,7 +285,7 @@ class Predictor:
                 if (task.name, channel) not in keys:
                     continue  # the network predicts it, but this dataset has no value for it
                 masks[channel], kept_channel = self._back_to_input(
-                    probs[keys.index((task.name, channel))], prepared.info, keep_probabilities
+                    probs[keys.index((task.name, channel))], prepared.info, keep_probabilities, grid
                 )
                 if kept_channel is not None:
                     kept[channel] = kept_channel
@@ -241,31 +307,38 @@ class Predictor:
             del result
 
     def _back_to_input(
-        self, working: torch.Tensor, info: CanonicalInfo, keep_probabilities: bool
+        self, probs: torch.Tensor, info: CanonicalInfo, keep_probabilities: bool, grid: Grid | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """One channel [D, H, W] on the prepared grid -> (mask, float16 probabilities or None) on the input's grid.
+        """One channel [D, H, W] on ``grid`` (default: the default grid) -> (mask, float16 probabilities or None)
+        on the input's grid.
 
-        `ccq.data.geometry.to_original_grid` taken apart so that no full-size float32 array is ever made: linear
-        resampling is separable, so the slice axis is resampled first on the (small) prepared grid, then slabs of
-        output slices are resampled in-plane and thresholded one after another; only the mask (1 byte a voxel) is
-        reoriented into the file's voxel order."""
-        spacing, (z, y, x) = self.preprocessing.spacing, info.shape
+        `ccq.data.grid.to_input_grid` taken apart so that no full-size float32 array is ever made: linear
+        resampling is separable, so the grid's first axis is resampled first on the (small) working grid, then
+        slabs of output slices are resampled in-plane and thresholded one after another; only the mask (1 byte a
+        voxel) is reoriented into the file's voxel order."""
+        grid = self.preprocessing.default_grid if grid is None else grid
+        src = working.oriented(info, grid)  # the input's voxels on the grid's axes, before resampling
+        spacing, (z, y, x) = grid.spacing, src.shape
         slices = geometry.resample(
-            working.float().numpy(), spacing, (info.spacing[0], *spacing[1:]), order=1, shape=(z, *working.shape[1:])
+            probs.float().numpy(), spacing, (src.spacing[0], *spacing[1:]), order=1, shape=(z, *probs.shape[1:])
         )
-        mask = np.empty(info.shape, dtype=bool)
-        kept = np.empty(info.shape, dtype=np.float16) if keep_probabilities else None
+        mask = np.empty(src.shape, dtype=bool)
+        kept = np.empty(src.shape, dtype=np.float16) if keep_probabilities else None
         step = max(1, _SLAB_VOXELS // (y * x))
         for a in range(0, z, step):
             slab = slices[a : a + step]
             part = geometry.resample(
-                slab, (1.0, *spacing[1:]), (1.0, *info.spacing[1:]), order=1, shape=(len(slab), y, x)
+                slab, (1.0, *spacing[1:]), (1.0, *src.spacing[1:]), order=1, shape=(len(slab), y, x)
             )
             np.greater(part, self.threshold, out=mask[a : a + step])
             if kept is not None:
                 kept[a : a + step] = part
         del slices
-        return geometry.from_canonical(mask, info), None if kept is None else geometry.from_canonical(kept, info)
+
+        def back(array: np.ndarray) -> np.ndarray:
+            return geometry.from_canonical(np.ascontiguousarray(working.unorient(array, grid.axes)), info)
+
+        return back(mask), None if kept is None else back(kept)
 
     def predict(
         self,
@@ -281,7 +354,7 @@ class Predictor:
         `ImageVolume` (see `ccq.io.as_image_volume`).
         """
         specs = self.resolve_tasks(tasks)
-        prepared = self.prepare(volume, series=series)
+        prepared = self.prepare(volume, series=series, tasks=specs)
         out = CasePrediction(labels={}, masks={}, affine=prepared.affine, info=prepared.info, header=prepared.header)
         for result in self.iter_tasks(prepared, specs, keep_probabilities=keep_probabilities):
             name = result.task.name

@@ -110,7 +110,7 @@ def run_predict(options: PredictOptions, echo: Callable[..., None] = print, pred
         for case in bar:
             with _intensity_warnings_to(echo):
                 image = read_case(case)
-                prepared = predictor.prepare(image)
+                prepared = predictor.prepare(image, tasks=specs)
             if not options.overlays:
                 del image  # the prediction does not need the CT any more: free its memory
             writer = CaseWriter(

@@ -514,3 +514,13 @@ def test_directory_without_checkpoints_is_refused_by_resolve(tmp_path):
     with pytest.raises(CCQError) as excinfo:
         resolve_model_path(tmp_path)
     one_line_error(excinfo, str(tmp_path), META_NAME)
+
+
+def test_grids_for_tasks_the_collection_does_not_have_are_refused(tmp_path, make_model, preprocessing, collection):
+    from ccq.data.grid import Grid
+
+    wrong = preprocessing.replace(task_grids={"kidny": Grid(spacing=(1.0, 1.0, 1.0))})
+    with pytest.raises(CCQError) as excinfo:
+        save_checkpoint(tmp_path / "ckpt", make_model(), preprocessing=wrong, collection=collection)
+    one_line_error(excinfo, "preprocessing: task_grids names task(s) ['kidny']")
+    assert not (tmp_path / "ckpt").exists()

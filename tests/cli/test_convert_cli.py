@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from ccq.checkpoint import load_checkpoint, read_checkpoint_meta
+from ccq.checkpoint.official import fitting_patches
 from ccq.cli import app
-from ccq.cli.convert import fitting_patches
 from ccq.data.collection import load_collection
 from ccq.errors import CCQError
 from ccq.models import build_model, get_preset

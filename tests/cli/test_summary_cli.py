@@ -51,3 +51,26 @@ def test_config_that_is_not_an_object_names_the_file(tmp_path):
         assert result.exit_code != 0 and isinstance(result.exception, CCQError)
         message = str(result.exception)
         assert message.startswith(f"{path}: expected a JSON object of ModelConfig fields") and kind in message
+
+
+def test_a_checkpoint_json_shows_each_tasks_working_grid(tmp_path):
+    from ccq.data.collection import load_collection
+    from ccq.data.preprocessing import official_data_path
+    from ccq.models import get_preset
+
+    mots = load_collection("mots")
+    meta = {
+        "model": get_preset("tiny", num_tasks=7).to_dict(),
+        "preprocessing": official_data_path(mots.tasks).replace(patch_size=(16, 32, 32)).to_dict(),
+        "collection": mots.to_dict(),
+    }
+    path = tmp_path / "checkpoint.json"
+    path.write_text(json.dumps(meta))
+    text = runner.invoke(app, ["summary", "--config", str(path)])
+    assert text.exit_code == 0, text.output
+    assert "kidney          0.76 x 0.76 x 3 mm, IPL" in text.output
+    assert "liver           1.5 x 0.8 x 0.8 mm, SLP" in text.output
+    data = json.loads(runner.invoke(app, ["summary", "--config", str(path), "--json"]).output)
+    assert data["grids"]["kidney"] == {"spacing": [0.76, 0.76, 3.0], "axes": "IPL"}
+    plain = runner.invoke(app, ["summary", "--preset", "tiny", "--json"])
+    assert "grids" not in json.loads(plain.output)

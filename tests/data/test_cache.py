@@ -318,3 +318,27 @@ def test_reproduce_equals_format_1_up_to_rounding(tree, as_format_1, tmp_path: P
     for a, b in zip(new["cases"], old["cases"], strict=True):
         assert (a["case"], a["task"], a["channel"]) == (b["case"], b["task"], b["channel"])
         assert abs(a["dice"] - b["dice"]) <= 0.01
+
+
+def test_a_task_grid_of_its_own_equals_format_1_up_to_rounding(tree) -> None:
+    """The slab-wise resampling on a task grid with other axes and spacing (per-task grids) against the whole-volume
+    path (`preprocess_image` with that grid), as for the canonical grid above."""
+    from ccq.data.grid import Grid
+
+    root, _ = tree
+    collection = PreparedDataset(root).collection
+    task = collection.task("liver")
+    grid = Grid(spacing=(2.0, 2.5, 2.0), axes="IPL")
+    pre = PRE.replace(task_grids={"liver": grid})
+    case = find_cases(task, collection.dataset_dir(task, root.parent / "raw"))[0]
+    image, affine = geometry.load_nifti(case.image, what="image", case=case.case_id)
+    label, _ = geometry.load_nifti(case.label, what="label", case=case.case_id, as_float=False)
+    windowed, _ = preprocess_image(image, affine, pre, grid=grid)
+    prepared = prepare_case(case.image, case.label, task, pre, case_id=case.case_id)
+    assert prepared.meta["grid"] == grid.to_dict() and list(prepared.hu.shape) == prepared.meta["shape"]
+    assert prepared.hu.shape == windowed.shape
+    assert np.abs(prepared.image - windowed).max() <= ROUNDING
+    from ccq.data import grid as working
+
+    canon, info = geometry.to_canonical(label.astype(np.uint8), affine)
+    assert np.array_equal(prepared.label, working.to_working(canon, info, grid, order=0, shape=windowed.shape))

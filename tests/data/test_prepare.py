@@ -397,3 +397,20 @@ def test_workers_that_would_run_out_of_memory_are_refused_before_any_case(tmp_pa
     with pytest.raises(CCQError, match=expected):
         prepare_collection(collection(), tmp_path / "raw", out, PRE, workers=3)
     assert not out.exists()  # refused before anything was written
+
+
+def test_task_grids_must_name_tasks_and_a_folder_keeps_its_grids(tmp_path: Path) -> None:
+    from ccq.data.grid import Grid
+
+    make_msd(tmp_path / "raw", "Task01_Organ", ["org_1"])
+    make_kits(tmp_path / "raw", "kits19/data", n_labeled=1, n_unlabeled=0)
+    out = tmp_path / "out"
+    misspelt = PRE.replace(task_grids={"kidney": Grid(spacing=(2.0, 2.0, 2.0), axes="IPL")})
+    with pytest.raises(CCQError, match=r"^preprocessing: task_grids names task\(s\) \['kidney'\]; expected task"):
+        prepare_collection(collection(), tmp_path / "raw", out, misspelt)
+    assert not out.exists()
+    grids = PRE.replace(task_grids={"kid": Grid(spacing=(2.0, 2.0, 2.0), axes="IPL")})
+    assert prepare_collection(collection(), tmp_path / "raw", out, grids).ok
+    assert PreparedDataset(out).preprocessing == grids
+    with pytest.raises(CCQError, match="this folder was prepared with"):  # one folder, one set of grids
+        prepare_collection(collection(), tmp_path / "raw", out, PRE)
