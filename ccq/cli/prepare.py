@@ -47,6 +47,15 @@ def prepare(
             show_default=False,
         ),
     ] = None,
+    only_tasks: Annotated[
+        str | None,
+        typer.Option(
+            "--tasks",
+            help="Prepare only these tasks of the collection, comma-separated (e.g. the tasks a collection adds to a "
+            "trained model's); the folder still records the whole collection.",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Reorient, resample (1.5 x 0.8 x 0.8 mm official) and window every train/test case of a collection.
@@ -57,13 +66,18 @@ def prepare(
     from ccq.data.collection import load_collection
     from ccq.data.prepare_run import prepare_collection, read_folders_file
     from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
+    from ccq.errors import CCQError
 
     tasks = load_collection(collection)
     config = OFFICIAL_PREPROCESSING if preprocessing is None else read_preprocessing_file(preprocessing)
     mapping = None if folders is None else read_folders_file(folders, tasks)
+    only = None if only_tasks is None else [name.strip() for name in only_tasks.split(",") if name.strip()]
+    if only is not None and not only:
+        raise CCQError(f"--tasks {only_tasks!r}: expected task names, comma-separated")
     summary = prepare_collection(
-        tasks, raw, out, config, workers=workers, keep_going=keep_going, folders=mapping, progress=progress
-    )
+        tasks, raw, out, config, workers=workers, keep_going=keep_going, folders=mapping, progress=progress,
+        tasks=only,
+    )  # fmt: skip
     typer.echo(summary.report())
     if not summary.ok:
         raise typer.Exit(1)

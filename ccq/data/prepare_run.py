@@ -10,7 +10,7 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import active_children, get_context
@@ -150,14 +150,19 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
                     )
 
 
-def _plan(collection: Collection, raw_root: Path, summary: PrepareSummary, keep_going: bool) -> list[_Job]:
+def _plan(
+    collection: Collection, raw_root: Path, summary: PrepareSummary, keep_going: bool, only: Sequence[str] | None = None
+) -> list[_Job]:
     def fail(key: str, message: str) -> None:
         if not keep_going:
             raise CCQError(message)
         summary.failed.append((key, message))
 
     jobs: list[_Job] = []
+    chosen = None if only is None else {collection.task(name).name for name in only}  # unknown names fail here
     for task in collection.tasks:
+        if chosen is not None and task.name not in chosen:
+            continue
         folder = collection.dataset_dir(task, raw_root)
         if not folder.is_dir():
             fail(
@@ -291,10 +296,13 @@ def prepare_collection(
     keep_going: bool = False,
     folders: Mapping[str, str] | None = None,
     progress: bool = False,
+    tasks: Sequence[str] | None = None,
 ) -> PrepareSummary:
     """Prepare every train/test case of ``collection`` found under ``raw_root`` into ``out_dir``.
 
     ``raw_root`` None uses the collection's own ``root`` (a collection file may name its data folder).
+    ``tasks``: prepare only these tasks' cases (e.g. the tasks a collection adds to a trained model's); the folder
+    still records the whole collection, and the cases of its other tasks prepared earlier stay in the manifest.
 
     Without ``keep_going`` the first bad case raises its one-line CCQError; with it, failures are collected in
     the summary. Either way ``out_dir/manifest.json`` lists every finished case of the collection.
@@ -316,7 +324,7 @@ def prepare_collection(
         preprocessing.check_tasks(collection.task_names, "preprocessing")
         _check_compatible(out_dir, collection, preprocessing)
         cache.remove_temporaries(out_dir)
-        jobs = _plan(collection, raw_root, summary, keep_going)
+        jobs = _plan(collection, raw_root, summary, keep_going, tasks)
         todo = []
         for job in jobs:
             if cache.is_case_finished(out_dir, job.task.name, job.case_id):
@@ -339,7 +347,7 @@ def prepare_collection(
             ) from None
         finally:
             if _has_prepared_cases(out_dir):
-                write_manifest(out_dir, collection, preprocessing, jobs, summary)
+                write_manifest(out_dir, collection, preprocessing, jobs, summary, keep_others=tasks is not None)
     finally:
         if not _has_prepared_cases(out_dir):
             _remove_index(out_dir, created)
@@ -372,9 +380,11 @@ def write_manifest(
     preprocessing: PreprocessingConfig,
     jobs: list[_Job],
     summary: PrepareSummary,
+    keep_others: bool = False,
 ) -> Path:
-    """List every finished case of this collection (earlier runs included); the split is the current one."""
-    entries: list[dict[str, Any]] = []
+    """List every finished case of this collection (earlier runs included); the split is the current one.
+    ``keep_others``: also keep the listed cases of the tasks this run did not plan (``tasks``)."""
+    entries: list[dict[str, Any]] = _entries_of_other_tasks(out_dir, collection, jobs) if keep_others else []
     for job in sorted(jobs, key=lambda j: (j.task.id, j.case_id)):
         case_dir = out_dir / cache.case_relpath(job.task.name, job.case_id)
         if not (case_dir / cache.META_FILE).is_file():
@@ -387,6 +397,25 @@ def write_manifest(
         collection,
         preprocessing,
         entries,
-        complete=summary.ok and len(entries) == len(jobs),
+        complete=summary.ok and sum(1 for e in entries if e["task"] in {j.task.name for j in jobs}) == len(jobs),
         failed=[{"case": c, "reason": r} for c, r in summary.failed],
     )
+
+
+def _entries_of_other_tasks(out_dir: Path, collection: Collection, jobs: list[_Job]) -> list[dict[str, Any]]:
+    """The manifest entries of an earlier run for tasks of ``collection`` that ``jobs`` leave alone, when their
+    case folders are still complete."""
+    path = out_dir / cache.MANIFEST_FILE
+    if not path.is_file():
+        return []
+    planned = {job.task.name for job in jobs}
+    others = set(collection.task_names) - planned
+    earlier = cache.read_json(path, "manifest.json")
+    cases = earlier.get("cases", []) if isinstance(earlier, dict) else []
+    return [
+        e
+        for e in cases
+        if isinstance(e, dict)
+        and e.get("task") in others
+        and cache.is_case_finished(out_dir, str(e["task"]), str(e.get("id")))
+    ]

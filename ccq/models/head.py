@@ -83,7 +83,7 @@ class PreHead(nn.Sequential):
 
 
 class _HeadBase(nn.Module):
-    """What both dynamic heads share: the controllers' input [GAP(F); one-hot task] and the pre-head conv."""
+    """What both dynamic heads share: the controllers, applied to [GAP(F); one-hot task], and the pre-head conv."""
 
     def __init__(
         self,
@@ -100,10 +100,19 @@ class _HeadBase(nn.Module):
         self.conditioning = _Conditioning(feature_channels, norm_groups)
         self.pre = PreHead(decoder_channels, channels, norm_groups, activation, negative_slope)
 
-    def condition(self, feature: torch.Tensor, task_onehot: torch.Tensor) -> torch.Tensor:
-        """feature F: [B, C, d, h, w]; task_onehot: [G*B, K] group-major -> controller input [G*B, C + K]."""
-        groups = task_onehot.shape[0] // feature.shape[0]
-        return torch.cat([self.conditioning(feature).repeat(groups, 1), task_onehot], dim=1)
+    def control(self, controller: nn.Linear, pooled: torch.Tensor, task_onehot: torch.Tensor) -> torch.Tensor:
+        """`controller` applied to its input [GAP(F); one-hot task], as two products.
+
+        pooled GAP(F): [B, C]; task_onehot: [G*B, K] group-major -> [G*B, out]. The task part multiplies a one-hot
+        row, so each of its outputs is one weight plus exact zeros, whatever the order of the sum: a model
+        grown with more tasks (more columns, `ccq.models.growth`) gives its old tasks bit-identical parameters.
+        One product over the concatenated input would not: its summation order depends on the input's width.
+        """
+        c = pooled.shape[1]
+        groups = task_onehot.shape[0] // pooled.shape[0]
+        image_part = F.linear(pooled, controller.weight[:, :c], controller.bias)
+        task_part = F.linear(task_onehot, controller.weight[:, c:])
+        return (image_part.repeat(groups, 1) if groups > 1 else image_part) + task_part
 
     def convolve(self, pre: torch.Tensor, params: torch.Tensor, out_channels: int) -> torch.Tensor:
         return apply_dynamic_convs(pre, params, self.channels, out_channels, self.activation, self.negative_slope)
@@ -131,7 +140,7 @@ class DynamicHead(_HeadBase):
     def forward(self, decoded: torch.Tensor, feature: torch.Tensor, task_onehot: torch.Tensor) -> torch.Tensor:
         """decoded: [B, C_dec, D, H, W] (task-independent); feature F: [B, C, d, h, w]; task_onehot: [G*B, K]
         (group-major) -> logits [G*B, out_channels, D, H, W]."""
-        params = self.controller(self.condition(feature, task_onehot))
+        params = self.control(self.controller, self.conditioning(feature), task_onehot)
         pre = self.pre(decoded)
         groups = task_onehot.shape[0] // feature.shape[0]
         if groups > 1:
@@ -172,9 +181,10 @@ class BranchedDynamicHead(_HeadBase):
         """decoded: [G*B, C_dec, D, H, W]; feature F: [B, C, d, h, w]; task_onehot: [G*B, K] group-major;
         branch_of_group: the branch (0 organ, 1 tumor) of each of the G groups -> logits [G*B, 1, D, H, W]."""
         b = feature.shape[0]
-        cond = self.condition(feature, task_onehot)
-        specific = torch.cat(
-            [self.branch_controllers[br](cond[g * b : (g + 1) * b]) for g, br in enumerate(branch_of_group)]
-        )
-        params = torch.cat([self.controller(cond), specific], dim=1)
+        pooled = self.conditioning(feature)
+        specific = torch.cat([
+            self.control(self.branch_controllers[br], pooled, task_onehot[g * b : (g + 1) * b])
+            for g, br in enumerate(branch_of_group)
+        ])  # fmt: skip
+        params = torch.cat([self.control(self.controller, pooled, task_onehot), specific], dim=1)
         return self.convolve(self.pre(decoded), params, 1)

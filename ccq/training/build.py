@@ -17,6 +17,7 @@ from ccq.models.config import ModelConfig
 from ccq.training import accel
 from ccq.training.config import TrainConfig
 from ccq.training.distributed import DistContext
+from ccq.training.replay import ReplaySampler, open_replay
 from ccq.training.validation import ValidationSplit, without_cases
 
 
@@ -44,10 +45,15 @@ def patch_loader(
     rank: int,
     device: torch.device,
 ) -> PatchLoader:
-    """This rank's endless stream of training batches, drawn from the cases not held out for validation."""
-    sampler = PatchSampler(
+    """This rank's endless stream of training batches, drawn from the cases not held out for validation (and, with
+    ``config.replay``, a share of them from the old tasks' prepared folder)."""
+    sampler: PatchSampler | ReplaySampler = PatchSampler(
         without_cases(dataset, split.val), patch_size, config.sampling, split="train", seed=config.seed, rank=rank
     )
+    if config.replay is not None:
+        old = PatchSampler(open_replay(config.replay, dataset), patch_size, config.sampling, split="train",
+                           seed=config.seed, rank=rank)  # fmt: skip
+        sampler = ReplaySampler(sampler, old, config.replay_share)
     return PatchLoader(sampler, config.batch_size, num_workers=config.num_workers,
                        pin_memory=device.type == "cuda", expand=False)  # fmt: skip
 

@@ -105,6 +105,17 @@ class TrainConfig(Config):
     seed: int = 0
     device: str = "auto"
 
+    # Growing a trained model (`ccq.training.init_from`, `ccq.training.replay`)
+    init_from: str | None = None
+    """A checkpoint folder, or a run folder (its best/), whose weights start this run; the optimizer, schedule and
+    iteration count start fresh. The collection may add tasks after the checkpoint's."""
+    freeze: tuple[str, ...] = ()
+    """Top-level parts of the model kept fixed (e.g. encoder, image_transformer); needs init_from."""
+    replay: str | None = None
+    """A prepared folder of the old tasks' data, drawn from at ``replay_share`` (needs init_from)."""
+    replay_share: float = 0.3
+    """Share of the training samples drawn from ``replay`` (used only with it)."""
+
     config_name = "train config"
 
     def _validate(self) -> None:
@@ -152,6 +163,12 @@ class TrainConfig(Config):
             # A cosine schedule or a warm-up is defined per iteration; the per-epoch step is the official poly's.
             self._fail("lr_step", f"'iteration' with lr_schedule={self.lr_schedule!r}, "
                        f"warmup_iterations={self.warmup_iterations}")  # fmt: skip
+        if not 0 < self.replay_share < 1:
+            self._fail("replay_share", "a fraction in (0, 1)")
+        for name in ("freeze", "replay"):
+            if getattr(self, name) and self.init_from is None:
+                value = getattr(self, name)
+                raise FieldError(name, f"needs init_from (a trained model to start from), got {shown(value)}")
 
 
 # The demo: flips off (the phantom's liver and spleen differ mostly by side, as real ones do), no blur or

@@ -14,7 +14,9 @@ Started by ``torchrun``, every process runs this loop on its own device and its 
 (``seed``, rank); DDP averages the gradients. The loop holds every collective (the step's all-reduce, the
 gathers before a save and at the end, the barrier around rank 0's validation); the handlers run on rank 0
 only, and write. `--resume` continues from last/ exactly: weights, optimizer, grad scaler, every RNG and the
-loader positions are restored.
+loader positions are restored. `--init-from` starts a new run from another model's weights, grown to the
+collection's new tasks, with ``--freeze`` and ``--replay`` against forgetting (`ccq.training.init_from`,
+`ccq.training.replay`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ccq.data.cache import PreparedDataset
 from ccq.data.loader import Batch
 from ccq.errors import CCQError
 from ccq.models import build_model
-from ccq.training import accel, build
+from ccq.training import accel, build, init_from
 from ccq.training import distributed as dd
 from ccq.training.config import TrainConfig
 from ccq.training.criteria import build_criterion
@@ -106,6 +108,7 @@ class Trainer:
         build.seed_everything(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         self.memory_format = accel.memory_format(config.channels_last)
         self.model = build_model(self.model_config).to(self.device, memory_format=self.memory_format)
+        self.init_report = init_from.start_from(self, resume)  # --init-from, --freeze; None without
         if config.activation_checkpointing:
             accel.enable_activation_checkpointing(self.model)
         self.criterion = build_criterion(self.model_config)
@@ -142,6 +145,8 @@ class Trainer:
         batches = iter(self.loader)
         try:
             self._emit("started")
+            if self.init_report is not None:
+                self._emit("record", init_from.as_record(self.init_report))
             dd.barrier(self.dist)  # rank 0 has made the run folder
             self.model.train()
             session_start, seconds_before = time.perf_counter(), state.seconds

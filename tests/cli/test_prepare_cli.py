@@ -84,3 +84,15 @@ def test_bad_preprocessing_file_names_it(phantom: Path) -> None:
     result = runner.invoke(app, _args(phantom))
     assert isinstance(result.exception, CCQError)
     assert str(result.exception) == f"{phantom / 'pre.yaml'}: preprocessing: hu_min: expected a number, got '-325'"
+
+
+def test_prepare_only_the_tasks_asked_for(phantom: Path) -> None:
+    result = runner.invoke(app, _args(phantom, "--tasks", "spleen"))
+    assert result.exit_code == 0, result.output
+    assert "prepared 3 case(s), skipped 0 already prepared, 0 failed" in result.output
+    manifest = json.loads((phantom / "out" / "manifest.json").read_text())
+    assert {e["task"] for e in manifest["cases"]} == {"spleen"}
+    tasks = json.loads((phantom / "out" / "collection.json").read_text())["tasks"]
+    assert [t["name"] for t in tasks] == ["liver", "spleen"]
+    empty = runner.invoke(app, _args(phantom, "--tasks", " , "))
+    assert isinstance(empty.exception, CCQError) and "--tasks ' , ': expected task names" in str(empty.exception)

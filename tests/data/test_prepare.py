@@ -366,6 +366,25 @@ def test_real_ct_through_a_user_collection(tmp_path: Path) -> None:
         assert float(image[inside].mean()) == pytest.approx(expected, abs=0.03)
 
 
+def test_prepare_only_some_tasks_keeps_the_whole_collection_and_the_other_cases(tmp_path: Path) -> None:
+    make_msd(tmp_path / "raw", "Task01_Organ", ["org_1", "org_2"])
+    out = tmp_path / "out"
+    # The kidney folder does not exist: only the organ task is asked for.
+    summary = prepare_collection(collection(), tmp_path / "raw", out, PRE, tasks=["organ"])
+    assert summary.ok and sorted(summary.done) == ["organ/org_1", "organ/org_2"]
+    data = PreparedDataset(out)
+    assert data.collection.task_names == ("organ", "kid") and {e["task"] for e in data} == {"organ"}
+    assert json.loads((out / "manifest.json").read_text())["complete"]
+
+    make_kits(tmp_path / "raw", "kits19/data", n_labeled=1, n_unlabeled=0)
+    summary = prepare_collection(collection(), tmp_path / "raw", out, PRE, tasks=["kid"])
+    assert summary.done == ["kid/case_00000"]
+    assert sorted(f"{e['task']}/{e['id']}" for e in PreparedDataset(out)) == [
+        "kid/case_00000", "organ/org_1", "organ/org_2"]  # fmt: skip
+    with pytest.raises(CCQError, match="has no task 'organs'; did you mean 'organ'"):
+        prepare_collection(collection(), tmp_path / "raw", out, PRE, tasks=["organs"])
+
+
 def test_a_failed_run_leaves_no_index_and_stale_index_files_do_not_bind(tmp_path: Path) -> None:
     make_msd(tmp_path / "raw", "Task01_Organ", ["org_1"])
     out = tmp_path / "out"

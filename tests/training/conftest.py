@@ -1,4 +1,5 @@
-"""A tiny prepared phantom collection shared by the training tests (3 tasks x 4 cases, 16x32x32 voxels)."""
+"""A tiny prepared phantom collection shared by the training tests (3 tasks x 4 cases, 16x32x32 voxels), and a
+model trained on its first two tasks (the start of `--init-from` runs)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,49 @@ def tiny_prepared(tmp_path_factory) -> Path:
     return root / "prepared"
 
 
+@pytest.fixture(scope="session")
+def old_prepared(tiny_prepared: Path, tmp_path_factory) -> Path:
+    """The first two tasks (liver, colon) of the tiny collection, prepared on their own."""
+    from ccq.data.collection import load_collection
+    from ccq.data.prepare_run import prepare_collection
+
+    collection = load_collection(tiny_prepared.parent / "raw" / "collection.yaml")
+    out = tmp_path_factory.mktemp("old") / "prepared"
+    assert prepare_collection(collection.with_tasks(collection.tasks[:2]), None, out, TINY_PRE).ok
+    return out
+
+
+@pytest.fixture(scope="session")
+def old_run(old_prepared: Path, tmp_path_factory) -> Path:
+    """A 2-task tiny model trained for two steps (a run folder with best/ and last/)."""
+    from ccq.training.config import get_train_preset
+    from ccq.training.trainer import Trainer
+
+    config = get_train_preset("demo").replace(model="tiny", model_overrides={}, iterations=2, val_every=0,
+                                              save_every=2, tensorboard=False, val_batch_size=4)  # fmt: skip
+    import torch
+
+    run = tmp_path_factory.mktemp("old-run") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(config, old_prepared, run, progress=False, echo=lambda _: None).fit()
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
 @pytest.fixture
 def tiny_config():
     from ccq.training.config import get_train_preset
 
     return get_train_preset("demo").replace(
-        model="tiny", model_overrides={}, iterations=4, val_every=2, save_every=2, log_every=1,
+        model="tiny",
+        model_overrides={},
+        iterations=4,
+        val_every=2,
+        save_every=2,
+        log_every=1,
         val_batch_size=4,
     )
 

@@ -75,3 +75,56 @@ def test_set_overrides_any_field_and_nested_ones(tiny_prepared: Path, tmp_path: 
     bad = CliRunner().invoke(_app(), ["train", "--data", str(tiny_prepared), "--out", str(tmp_path / "r2"),
                                       "--set", "no_equals_sign"])  # fmt: skip
     assert isinstance(bad.exception, CCQError) and "KEY=VALUE" in str(bad.exception)
+
+
+def test_train_cli_grows_a_model_with_replay_and_freezing(
+    tiny_prepared: Path, old_prepared: Path, old_run: Path, tmp_path: Path
+) -> None:
+    settings = tmp_path / "tiny.json"
+    settings.write_text(json.dumps({"model": "tiny", "model_overrides": {}, "val_every": 0, "tensorboard": False}))
+    out = tmp_path / "run"
+    args = ["train", "--preset", "demo", "--config", str(settings), "--data", str(tiny_prepared), "--out", str(out),
+            "--iterations", "2", "--no-progress", "--init-from", str(old_run), "--replay", str(old_prepared),
+            "--replay-share", "0.4", "--freeze", "encoder, image_transformer"]  # fmt: skip
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    assert f"init from {(old_run / 'best').resolve()}: 2 task(s) kept, added: spleen" in result.output
+    assert f"replay: 40% of the samples from {old_prepared.resolve()}" in result.output
+    assert "frozen: encoder, image_transformer (" in result.output
+    record = json.loads((out / "config.json").read_text())
+    train = record["train"]
+    assert train["init_from"] == str(old_run.resolve()) and train["replay"] == str(old_prepared.resolve())
+    assert train["replay_share"] == 0.4 and train["freeze"] == ["encoder", "image_transformer"]
+    assert record["init_from"]["frozen"]["parts"] == ["encoder", "image_transformer"]
+
+
+def test_train_cli_growth_options_need_their_partners(tiny_prepared: Path, old_prepared: Path, tmp_path: Path) -> None:
+    base = ["train", "--preset", "demo", "--data", str(tiny_prepared), "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(_app(), [*base, "--replay-share", "0.5"])
+    assert isinstance(result.exception, CCQError) and "--replay-share: needs --replay" in str(result.exception)
+    result = CliRunner().invoke(_app(), [*base, "--freeze", "encoder"])
+    assert isinstance(result.exception, CCQError)
+    assert "train config: freeze: needs init_from" in str(result.exception)
+    result = CliRunner().invoke(_app(), [*base, "--replay", str(old_prepared)])
+    assert isinstance(result.exception, CCQError) and "needs init_from" in str(result.exception)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_conflicting_checkpoint_is_one_line_through_the_entry_point(
+    tiny_prepared: Path, old_run: Path, tmp_path: Path
+) -> None:
+    """A shape change that is not a task-count change: `ccq: error:` naming the tensor, exit 2, no run folder."""
+    import subprocess
+    import sys
+
+    settings = tmp_path / "wider.json"
+    settings.write_text(json.dumps({"model": "tiny", "model_overrides": {"mlp_dim": 48}, "tensorboard": False}))
+    out = tmp_path / "run"
+    args = ["train", "--preset", "demo", "--config", str(settings), "--data", str(tiny_prepared), "--out", str(out),
+            "--iterations", "2", "--no-progress", "--init-from", str(old_run)]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "ccq", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"ccq: error: --init-from {old_run / 'best'}: tensor ")
+    assert "in the checkpoint but" in lines[0] and "mlp_dim 32 -> 48" in lines[0]
+    assert not out.exists()

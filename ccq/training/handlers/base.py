@@ -2,6 +2,7 @@
 communicate with the other ranks: every collective is in the loop, which calls the hooks in this order:
 
     started                     the run folder may be written (new run or resume), before the first step
+    record                      an "init_from" record, when a new run starts from a checkpoint (--init-from)
     record                      a "skip" record (non-finite loss), before the iteration's other hooks
     iteration_completed         after each step (the state already counts it)
     validated                   after a validation, when one is due
@@ -42,7 +43,7 @@ class Handler:
         """Save time; ``rank_states``: every rank's (RNG state, loader state), in rank order."""
 
     def record(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        """An event for the log: {"kind": "skip" | "error" | "stop" | "end", "iteration": ..., ...}."""
+        """An event for the log: {"kind": "init_from" | "skip" | "error" | "stop" | "end", "iteration": ...}."""
 
     def completed(self, trainer: Trainer) -> None:
         """Every iteration is done."""

@@ -3,7 +3,8 @@ bar on stderr, and RUN/curves.png (redrawn at each validation and at the end).
 
 log.jsonl holds {"kind": "train", iteration, loss, dice, bce, lr, time, it_s, data_s, loader_position} every
 `log_every` iterations (means over the interval and the ranks; skipped steps excluded), {"kind": "val", ...}
-after each validation, and the {"kind": "skip" | "error" | "stop" | "end", ...} records the loop sends.
+after each validation, and the {"kind": "init_from" | "skip" | "error" | "stop" | "end", ...} records the loop
+sends.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ def run_record(trainer: Trainer) -> dict[str, Any]:
             "train": list(trainer.split.train),
         },
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        **({"init_from": trainer.init_report.to_dict()} if trainer.init_report is not None else {}),
         "versions": versions(),
         "git_commit": git_commit(),
         "command": sys.argv,
