@@ -17,10 +17,10 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data import cache
 from ccq.data.collection import Collection, TaskSpec, find_cases
-from ccq.data.collection_io import parse_collection_text
+from ccq.data.dataset_folders import with_folders
 from ccq.data.prepare import prepare_case
 from ccq.data.prepare_checks import check_format, check_workers_memory
 from ccq.data.preprocessing import PreprocessingConfig
@@ -71,45 +71,6 @@ class PrepareSummary:
             lines.append(f"not prepared: {len(self.unused)} case(s) in neither the train nor the test list")
         lines += [f"FAILED {case}: {reason}" for case, reason in self.failed]
         return "\n".join(lines)
-
-
-OFFICIAL_FOLDERS = {0: "0Liver", 1: "1Kidney/origin", 2: "2HepaticVessel", 3: "3Pancreas", 4: "4Colon", 5: "5Lung",
-                    6: "6Spleen"}  # fmt: skip
-"""The folders of the authors' prepared MOTS tree (``0123456_spacing_same/``, written by the official
-re_spacing.py), by task id: MSD-style ``imagesTr/``+``labelsTr/``, KiTS19 case folders under ``1Kidney/origin/``
-(docs/official-data-path.md, fact 13)."""
-OFFICIAL_FOLDERS_NAME = "official"
-"""``--folders official``: the `OFFICIAL_FOLDERS` of the collection's tasks (a file of that name takes precedence)."""
-
-
-def official_folders(collection: Collection) -> dict[str, str]:
-    """Task name -> folder of the authors' prepared MOTS tree, for the tasks of ``collection`` (by task id)."""
-    return {t.name: OFFICIAL_FOLDERS[t.id] for t in collection.tasks if t.id in OFFICIAL_FOLDERS}
-
-
-def read_folders_file(path: str | Path, collection: Collection | None = None) -> dict[str, str]:
-    """A JSON/YAML mapping ``task name -> folder`` (for raw folders named differently from the collection); with
-    ``collection``, the name ``official`` (no such file) is the authors' prepared tree (`official_folders`)."""
-    path = Path(path).expanduser()
-    if collection is not None and str(path) == OFFICIAL_FOLDERS_NAME and not path.exists():
-        return official_folders(collection)
-    if not path.is_file():
-        raise CCQError(f"{path}: no such folders file; expected a JSON or YAML mapping task name -> folder")
-    suffix = ".json" if path.suffix.lower() == ".json" else ".yaml"
-    data = parse_collection_text(limits.read_text(path), suffix, str(path))
-    if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
-        raise CCQError(f"{path}: expected a mapping of task name -> folder (strings)")
-    return {str(k): v for k, v in data.items()}
-
-
-def with_folders(collection: Collection, folders: Mapping[str, str] | None) -> Collection:
-    if not folders:
-        return collection
-    for name in folders:
-        collection.task(name)  # unknown names fail here, with a suggestion
-    return collection.with_tasks(
-        [dataclasses.replace(t, folder=folders.get(t.name, t.folder)) for t in collection.tasks]
-    )
 
 
 def _has_prepared_cases(out_dir: Path) -> bool:
