@@ -35,20 +35,14 @@ _DEMO_SIZE: dict[str, Any] = {
     "querying_layers": 1,
     "num_queries": 8,
 }
-# Smaller still, for unit tests.
+# Smaller still, for unit tests: the demo's depth and groups, narrower.
 _TINY_SIZE: dict[str, Any] = {
+    **_DEMO_SIZE,
     "patch_size": (16, 32, 32),
-    "stem_channels": 8,
     "encoder_channels": (8, 8, 16, 16, 16),
-    "encoder_blocks": (1, 1, 1, 1, 1),
     "decoder_channels": (16, 8, 8, 8),
-    "norm_groups": 4,
     "dim": 16,
     "mlp_dim": 32,
-    "heads": 4,
-    "image_layers": 1,
-    "query_layers": 1,
-    "querying_layers": 1,
     "num_queries": 4,
 }
 
