@@ -20,6 +20,7 @@ from torch import nn
 
 from ccq.checkpoint import load_checkpoint, resolve_model_path
 from ccq.data.collection import Collection
+from ccq.data.collection_task import TaskSpec
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
 from ccq.models.config import ModelConfig
@@ -78,6 +79,18 @@ class InitReport:
         }
 
 
+def check_identity(task: TaskSpec, other: TaskSpec, where: str, other_where: str, expected: str) -> None:
+    """CCQError if two versions of one task (of two collections, found in ``where`` and in
+    ``other_where``) differ on any of TASK_IDENTITY; ``expected`` (with ``{key}`` for the key) ends the message."""
+    mine, theirs = task.to_dict(), other.to_dict()
+    for key in TASK_IDENTITY:
+        if mine.get(key) != theirs.get(key):
+            raise CCQError(
+                f"{where}: task {task.name!r} has {key}={mine.get(key)!r} but {theirs.get(key)!r} in "
+                f"{other_where}; {expected.format(key=key)}"
+            )
+
+
 def check_tasks(old: Collection, new: Collection, where: str, new_where: str) -> list[str]:
     """Names of the tasks ``new`` adds to ``old``; CCQError if ``new`` drops an old task or changes its id or
     label convention (``where``: the checkpoint, ``new_where``: where the new collection comes from)."""
@@ -91,13 +104,7 @@ def check_tasks(old: Collection, new: Collection, where: str, new_where: str) ->
                 f"{new_where}: the collection lacks the checkpoint's task {task.name!r} (id {task.id}){hint}; a "
                 f"collection that grows {where} keeps every task of it with its id and adds new ones after them"
             )
-        before, after = task.to_dict(), kept.to_dict()
-        for key in TASK_IDENTITY:
-            if before.get(key) != after.get(key):
-                raise CCQError(
-                    f"{new_where}: task {task.name!r} has {key}={after.get(key)!r} but {before.get(key)!r} in "
-                    f"{where}; a kept task must keep its {key}"
-                )
+        check_identity(kept, task, new_where, where, "a kept task must keep its {key}")
     known = set(old.task_names)
     return [t.name for t in new.tasks if t.name not in known]
 

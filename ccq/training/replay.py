@@ -16,7 +16,7 @@ import numpy as np
 from ccq.data.cache import PreparedDataset
 from ccq.data.sampling import PatchSampler, Sample
 from ccq.errors import CCQError
-from ccq.training.init_from import TASK_IDENTITY, check_working_grid
+from ccq.training.init_from import check_identity, check_working_grid
 
 _CHOICE_STREAM = 1
 """Appended to (seed, rank, i) for the replay-or-not draw, so that it is independent of the sample's own draws."""
@@ -55,13 +55,7 @@ def open_replay(path: str | Path, data: PreparedDataset) -> PreparedDataset:
                 f"{where}: task {task.name!r} is not in the collection of {data.root} "
                 f"({', '.join(run_tasks)}); replay only tasks the run trains"
             )
-        before, after = task.to_dict(), kept.to_dict()
-        for key in TASK_IDENTITY:
-            if before.get(key) != after.get(key):
-                raise CCQError(
-                    f"{where}: task {task.name!r} has {key}={before.get(key)!r} but {after.get(key)!r} in the "
-                    f"collection of {data.root}; expected the same"
-                )
+        check_identity(task, kept, where, f"the collection of {data.root}", "expected the same")
     check_working_grid(data.preprocessing, replay.preprocessing, f"the data {data.root}", where,
                        replay.collection.task_names)  # fmt: skip
     if not replay.cases(split="train"):
