@@ -13,6 +13,7 @@ Two shims make that code run on a CPU-only machine, inside the benchmark process
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import io
@@ -21,6 +22,7 @@ import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -104,16 +106,8 @@ def load_official_ccq(src: str | Path, on_cuda: bool = False) -> type[torch.nn.M
         if module is not None and not str(getattr(module, "__file__", "") or "").startswith(str(path)):
             del sys.modules[name]
     sys.path.insert(0, str(path))
-    try:
-        main = importlib.import_module("main")
-    except Exception as err:  # noqa: BLE001 - any failure of foreign code becomes one line
-        raise OfficialSourceError(
-            f"--official-src {src}: importing main.py failed ({type(err).__name__}: {_first_line(err)})"
-        ) from err
-    cls = getattr(main, "unet3D", None)
-    if cls is None:
-        raise OfficialSourceError(f"--official-src {src}: main.py defines no `unet3D` class")
-    return cls
+    load = functools.partial(importlib.import_module, "main")
+    return _import_attribute(f"--official-src {src}", "main.py", load, "unet3D", " class")
 
 
 def load_official_dodnet(src: str | Path, on_cuda: bool = False) -> Callable[..., torch.nn.Module]:
@@ -131,18 +125,29 @@ def load_official_dodnet(src: str | Path, on_cuda: bool = False) -> Callable[...
     spec = importlib.util.spec_from_file_location("official_dodnet_unet3d", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    # It imports matplotlib.pyplot (unused by the model): never open a window.
-    with _agg_backend():
-        try:
+
+    def load() -> types.ModuleType:
+        # It imports matplotlib.pyplot (unused by the model): never open a window.
+        with _agg_backend():
             spec.loader.exec_module(module)
-        except Exception as err:  # noqa: BLE001
-            raise OfficialSourceError(
-                f"--official-dodnet-src {src}: importing {path.name} failed ({type(err).__name__}: {_first_line(err)})"
-            ) from err
-    factory = getattr(module, "UNet3D", None)
-    if factory is None:
-        raise OfficialSourceError(f"--official-dodnet-src {src}: {path.name} defines no `UNet3D`")
-    return factory
+        return module
+
+    return _import_attribute(f"--official-dodnet-src {src}", path.name, load, "UNet3D")
+
+
+def _import_attribute(where: str, file: str, load: Callable[[], types.ModuleType], name: str, kind: str = "") -> Any:
+    """``load()`` (importing ``file`` of the official code), then the module's ``name``; a failure of the foreign
+    code, or a module without ``name``, becomes one OfficialSourceError line starting with ``where``."""
+    try:
+        module = load()
+    except Exception as err:  # noqa: BLE001 - any failure of foreign code becomes one line
+        raise OfficialSourceError(
+            f"{where}: importing {file} failed ({type(err).__name__}: {_first_line(err)})"
+        ) from err
+    found = getattr(module, name, None)
+    if found is None:
+        raise OfficialSourceError(f"{where}: {file} defines no `{name}`{kind}")
+    return found
 
 
 def build_official_dodnet(factory: Callable[..., torch.nn.Module]) -> torch.nn.Module:
