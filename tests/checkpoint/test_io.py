@@ -57,6 +57,15 @@ def siblings(path: pathlib.Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------ round trip
 
 
+def assert_holds(out: pathlib.Path, model: torch.nn.Module, source: str) -> None:
+    """The checkpoint at ``out`` is ``model``'s, saved with ``source``, and no temporary or set-aside sibling
+    is left beside it."""
+    loaded = load_checkpoint(out)
+    assert loaded.meta.source == source
+    assert_same_weights(loaded.model, model)
+    assert siblings(out) == []
+
+
 def test_round_trip_gives_identical_tensors_and_configs(
     tmp_path, save, make_model, tiny_config, preprocessing, collection
 ):
@@ -147,10 +156,7 @@ def test_existing_checkpoint_is_replaced(tmp_path, save, make_model, monkeypatch
     new = make_model(seed=2)
     save(out, new, source="new")
 
-    loaded = load_checkpoint(out)
-    assert loaded.meta.source == "new"
-    assert_same_weights(loaded.model, new)
-    assert siblings(out) == []
+    assert_holds(out, new, "new")
 
 
 def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, save, make_model):
@@ -163,10 +169,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, save, make_mode
 
     with pytest.raises(RuntimeError, match="disk full"):
         save(out, make_model(seed=2), source="new", add_files=fail)
-    loaded = load_checkpoint(out)
-    assert loaded.meta.source == "old"
-    assert_same_weights(loaded.model, old)
-    assert siblings(out) == []
+    assert_holds(out, old, "old")
 
 
 def test_failure_between_renames_puts_previous_back(tmp_path, save, make_model, monkeypatch):
@@ -198,10 +201,7 @@ def test_kill_between_renames_is_recovered_on_next_open(tmp_path, save, make_mod
     os.rename(out, ckpt_io._aside_path(out))
     assert not out.exists()
 
-    loaded = load_checkpoint(out)
-    assert loaded.meta.source == "old"
-    assert_same_weights(loaded.model, old)
-    assert siblings(out) == []
+    assert_holds(out, old, "old")
 
 
 def test_leftovers_of_killed_saves_are_cleaned(tmp_path, save, make_model):
