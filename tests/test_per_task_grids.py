@@ -10,7 +10,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ccq.cli import app
@@ -26,12 +25,7 @@ LIVER = Grid(spacing=(3.0, 2.25, 2.25), axes="SPL")
 KIDNEY = Grid(spacing=(2.25, 2.25, 2.5), axes="IPL")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ccq(*args: object) -> str:

@@ -14,12 +14,7 @@ OLD, ADDED = 3, 2
 GROWABLE = ["tiny", "tiny-dodnet", "tiny-multihead", "tiny-multinets", "tiny-conddec"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(name: str, added: int = ADDED) -> tuple[torch.nn.Module, torch.nn.Module]:
