@@ -128,8 +128,11 @@ def export_model(
     expected = _stitched(_graph_windows(wrapper, output_shape, out, "PyTorch"), window)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fs.temporary_path(out)
-    try:
+    diff, text = 0.0, ""
+
+    def export_checked(tmp: Path) -> None:
+        # Export, check against PyTorch and make the spec's text before ``out`` is replaced: all of it or nothing.
+        nonlocal diff, text
         if fmt == "onnx":
             exporter = _export_onnx(wrapper, window, tmp)
             run, runtime = _onnx_runner(tmp)
@@ -162,12 +165,8 @@ def export_model(
             "max_abs_diff": diff,
         }
         text = fs.json_text(spec, where=spec_path(out).name)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    fs.replace_atomically(out, export_checked)
     fs.write_text_atomic(spec_path(out), text)
     return ExportResult(
         model_file=out,
