@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ccq.models.config import ModelConfig
-from ccq.models.decoder import Decoder, grouped
+from ccq.models.decoder import SkipDecoder, grouped
 from ccq.models.encoder import CNNEncoder
 from ccq.models.head import PreHead
 from ccq.models.parts import build_encoder
@@ -22,19 +22,29 @@ def build_head(c: ModelConfig, out_channels: int) -> PreHead:
     return PreHead(c.decoder_channels[-1], out_channels, c.norm_groups, c.activation, c.negative_slope)
 
 
-class SegmentationNet(nn.Module):
-    """A residual 3D U-Net: encoder, decoder started from the bottleneck F, static head."""
+class UNetParts(nn.Module):
+    """The parts of a baseline's residual 3D U-Net: encoder, decoder, static head (subclasses say how they run
+    and what else they hold)."""
 
-    def __init__(self, encoder: CNNEncoder, decoder: Decoder, head: PreHead) -> None:
+    def __init__(self, encoder: CNNEncoder, decoder: SkipDecoder, head: PreHead) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, C_in, D, H, W] -> logits [B, out_channels, D, H, W]."""
+    def unconditioned(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, D, H, W] -> the head's logits [B, out_channels, D, H, W], the decoder started from the
+        bottleneck F (no task input)."""
         skips, feature = self.encoder(x)
         return self.head(self.decoder(feature, skips, 1))
+
+
+class SegmentationNet(UNetParts):
+    """A residual 3D U-Net: encoder, decoder started from the bottleneck F, static head."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, D, H, W] -> logits [B, out_channels, D, H, W]."""
+        return self.unconditioned(x)
 
 
 def task_groups(task_ids: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:

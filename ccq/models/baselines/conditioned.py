@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccq.models.baselines.common import grouped
+from ccq.models.baselines.common import UNetParts, grouped
 from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks, one_hot_tasks
 from ccq.models.config import Activation, SkipMode
 from ccq.models.decoder import Decoder, SkipDecoder
@@ -25,7 +25,7 @@ def _all_tasks_layout(x: torch.Tensor, task_ids: torch.Tensor | list[int], num_t
     return tasks.repeat_interleave(x.shape[0])
 
 
-class CondEnc(nn.Module):
+class CondEnc(UNetParts):
     """A residual 3D U-Net whose input is the image plus T constant channels, the task's one-hot code.
 
     Every task needs its own pass through the whole network (the conditioning starts at the first layer), so
@@ -33,11 +33,8 @@ class CondEnc(nn.Module):
     """
 
     def __init__(self, encoder: CNNEncoder, decoder: Decoder, head: PreHead, num_tasks: int) -> None:
-        super().__init__()
+        super().__init__(encoder, decoder, head)
         self.num_tasks = num_tasks
-        self.encoder = encoder
-        self.decoder = decoder
-        self.head = head
 
     def _run(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         """x: [M, C_in, D, H, W]; task_id: [M] -> logits [M, 2, D, H, W]."""
@@ -167,15 +164,12 @@ class ConditionedDecoder(SkipDecoder):
         return x
 
 
-class CondDec(nn.Module):
+class CondDec(UNetParts):
     """A shared encoder, a task-modulated decoder (`ConditionedDecoder`) and a static head."""
 
     def __init__(self, encoder: CNNEncoder, decoder: ConditionedDecoder, head: PreHead, num_tasks: int) -> None:
-        super().__init__()
+        super().__init__(encoder, decoder, head)
         self.num_tasks = num_tasks
-        self.encoder = encoder
-        self.decoder = decoder
-        self.head = head
 
     def _decode(self, x: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         """x: [B, C_in, D, H, W]; task_id: [G*B] group-major -> logits [G*B, 2, D, H, W] (encoder once)."""

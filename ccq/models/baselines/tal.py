@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
+from ccq.models.baselines.common import UNetParts
 from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks
 from ccq.models.decoder import Decoder
 from ccq.models.encoder import CNNEncoder
@@ -67,7 +67,7 @@ def channel_logits(grouped: torch.Tensor) -> torch.Tensor:
     return torch.stack([organ, tumor], dim=1)
 
 
-class TALNet(nn.Module):
+class TALNet(UNetParts):
     """One residual 3D U-Net with a softmax head over K = 1 + 3T classes (see the module docstring).
 
     The output depends on the mode, as nnU-Net's deep-supervision outputs do: in training mode `forward` returns
@@ -77,17 +77,13 @@ class TALNet(nn.Module):
     """
 
     def __init__(self, encoder: CNNEncoder, decoder: Decoder, head: PreHead, num_tasks: int) -> None:
-        super().__init__()
+        super().__init__(encoder, decoder, head)
         self.num_tasks = num_tasks
         self.num_classes = tal_num_classes(num_tasks)
-        self.encoder = encoder
-        self.decoder = decoder
-        self.head = head
 
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, C_in, D, H, W] -> softmax logits [B, K, D, H, W]."""
-        skips, feature = self.encoder(x)
-        return self.head(self.decoder(feature, skips, 1))
+        return self.unconditioned(x)
 
     def _channels(self, logits: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         """logits: [B, K, D, H, W]; task_id: [B] -> [B, 2, D, H, W] (float32: log-sum-exps lose bits in half)."""
