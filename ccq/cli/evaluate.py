@@ -7,39 +7,36 @@ from typing import Annotated
 
 import typer
 
+from ccq.cli.options import option
+
 
 def evaluate(
     pred: Annotated[
         Path,
-        typer.Option(
+        option(
             "--pred",
             "-p",
             help="Predictions: PRED/CASE/TASK.nii.gz (as `ccq predict` writes them) or, with --task, PRED/CASE.nii.gz.",
-            show_default=False,
         ),
     ],
     gt: Annotated[
         Path,
-        typer.Option(
+        option(
             "--gt",
             "-g",
             help="Ground truth: a folder of label maps GT/CASE.nii.gz (with --task), a "
             "dataset folder, the raw root of the collection's datasets, or a prepared folder.",
-            show_default=False,
         ),
     ],
     task: Annotated[
         str | None,
-        typer.Option(
-            "--task", "-t", help="Evaluate this task only; default: every task of the collection.", show_default=False
-        ),
+        option("--task", "-t", help="Evaluate this task only; default: every task of the collection."),
     ] = None,
     collection: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--collection",
             help="'mots' or a collection file; default mots (a prepared folder's own).",
-            show_default=False,
         ),
     ] = None,
     definition: Annotated[
@@ -52,36 +49,31 @@ def evaluate(
     ] = "mots",
     spacing: Annotated[
         tuple[float, float, float] | None,
-        typer.Option(
+        option(
             "--spacing",
             help="Working grid of the mots definition, z y x mm (default 1.5 0.8 0.8, or the prepared folder's).",
-            show_default=False,
         ),
     ] = None,
     preprocessing: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--preprocessing",
             help="Score each task of the mots definition on its own working grid, as a "
             "model works on it: a checkpoint folder (e.g. a converted official one) or a preprocessing "
             "JSON/YAML file; instead of --spacing.",
-            show_default=False,
         ),
     ] = None,
     cases: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--cases",
             help="all, test, train (the collection's split) or a comma-separated list of "
             "case ids (default: all with --task, else test).",
-            show_default=False,
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out", "-o", help="Folder for summary.json, cases.csv, table.md (default: --pred).", show_default=False
-        ),
+        option("--out", "-o", help="Folder for summary.json, cases.csv, table.md (default: --pred)."),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier evaluation's files.")] = False,
     compare_paper: Annotated[
@@ -95,10 +87,9 @@ def evaluate(
     ] = False,
     images: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--images",
             help="CTs for --overlays: IMAGES/CASE.nii.gz or CASE_0000.nii.gz (default: the raw dataset's imagesTr/).",
-            show_default=False,
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,

@@ -7,30 +7,28 @@ from typing import Annotated
 
 import typer
 
+from ccq.cli.options import option
+
 
 def export(
     model: Annotated[
         Path,
-        typer.Option(
+        option(
             "--model",
             "-m",
             help="ccq checkpoint directory (or a training run: its best/ checkpoint).",
-            show_default=False,
         ),
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out", "-o", help="File to write (e.g. liver.onnx); FILE.json is written beside it.", show_default=False
-        ),
+        option("--out", "-o", help="File to write (e.g. liver.onnx); FILE.json is written beside it."),
     ],
     fmt: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--format",
             "-f",
             help="onnx or torchscript; default: from FILE's suffix (.onnx, .pt, .ts).",
-            show_default=False,
         ),
     ] = None,
     task: Annotated[

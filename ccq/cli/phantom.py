@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ccq.cli.options import option
 from ccq.commands.phantom import DEFAULT_TASKS, PhantomOptions
 from ccq.errors import CCQError
 
@@ -14,11 +15,10 @@ from ccq.errors import CCQError
 def phantom(
     out: Annotated[
         Path,
-        typer.Option(
+        option(
             "--out",
             "-o",
             help="Folder to write (created; must be empty unless --overwrite).",
-            show_default=False,
         ),
     ],
     cases: Annotated[int, typer.Option("--cases", min=1, help="Cases per task, test cases included.")] = 8,

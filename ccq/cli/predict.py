@@ -7,27 +7,24 @@ from typing import Annotated
 
 import typer
 
+from ccq.cli.options import option
+
 POSTPROCESS_CHOICES = ("official", "none")
 
 
 def predict(
     input_path: Annotated[
         Path,
-        typer.Option(
+        option(
             "--input",
             "-i",
             help="A NIfTI CT (.nii.gz/.nii), a folder of them, or a folder holding a DICOM series.",
-            show_default=False,
         ),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder for OUT/CASE/TASK.nii.gz.", show_default=False)
-    ],
+    output: Annotated[Path, option("--output", "-o", help="Folder for OUT/CASE/TASK.nii.gz.")],
     model: Annotated[
         Path,
-        typer.Option(
-            "--model", "-m", help="Checkpoint folder (or a training run folder: its best/).", show_default=False
-        ),
+        option("--model", "-m", help="Checkpoint folder (or a training run folder: its best/)."),
     ],
     tasks: Annotated[
         list[str],
@@ -35,20 +32,17 @@ def predict(
     ] = ["all"],  # noqa: B006 (typer reads the default; it is never mutated)
     series: Annotated[
         str | None,
-        typer.Option(
-            "--series", help="SeriesInstanceUID to read when the DICOM folder holds several series.", show_default=False
-        ),
+        option("--series", help="SeriesInstanceUID to read when the DICOM folder holds several series."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps, or auto (a CUDA GPU if any).")] = (
         "auto"
     ),
     tta: Annotated[
         bool | None,
-        typer.Option(
+        option(
             "--tta/--no-tta",
             help="8-way flip test-time augmentation (as the official evaluation). "
             "Default: on with a GPU, off on the CPU (8x the time).",
-            show_default=False,
         ),
     ] = None,
     overlap: Annotated[

@@ -7,16 +7,16 @@ from typing import Annotated
 
 import typer
 
+from ccq.cli.options import option
+
 
 def reproduce(
     table: Annotated[str, typer.Argument(help="table1 (methods) or table2 (ablations).", show_default=False)],
-    data: Annotated[Path, typer.Option("--data", help="Prepared folder with a test split.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (rerun to continue).", show_default=False)],
+    data: Annotated[Path, option("--data", help="Prepared folder with a test split.")],
+    out: Annotated[Path, option("--out", "-o", help="Output folder (rerun to continue).")],
     budget: Annotated[
         int | None,
-        typer.Option(
-            "--budget", min=1, help="Training iterations per row (default: the training preset's).", show_default=False
-        ),
+        option("--budget", min=1, help="Training iterations per row (default: the training preset's)."),
     ] = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="GPUs per row (>1: torchrun, DDP).")] = 1,
     size: Annotated[str, typer.Option("--size", help="Model size: official, demo or tiny.")] = "official",
@@ -25,9 +25,7 @@ def reproduce(
     ] = "official",
     rows: Annotated[
         str | None,
-        typer.Option(
-            "--rows", help="Comma-separated row keys to run (default: all), e.g. official,dodnet.", show_default=False
-        ),
+        option("--rows", help="Comma-separated row keys to run (default: all), e.g. official,dodnet."),
     ] = None,
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="8-way flip test-time augmentation.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",

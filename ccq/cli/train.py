@@ -7,123 +7,102 @@ from typing import Annotated
 
 import typer
 
+from ccq.cli.options import option
+
 _RESUME_HELP = "Continue the run in --out from its last/ checkpoint (exactly: optimizer, RNG and data position)."
 
 
 def train(
     out: Annotated[
         Path,
-        typer.Option(
-            "--out", "-o", help="Run folder to create (new or empty), or to continue with --resume.", show_default=False
-        ),
+        option("--out", "-o", help="Run folder to create (new or empty), or to continue with --resume."),
     ],
     data: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--data",
             help="Prepared folder (written by `ccq prepare`); with --resume, default: the run's recorded one.",
-            show_default=False,
         ),
     ] = None,
     preset: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--preset",
             help="Training preset (optimizer, schedule, iterations, sampling, and "
             "the model preset it trains, which --set model=NAME changes; `ccq summary --preset` "
             "names a model preset): official or demo (default: official).",
-            show_default=False,
         ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--config",
             help="JSON/YAML file of training settings applied over the preset (a run's config.json works too).",
-            show_default=False,
         ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
-    iterations: Annotated[
-        int | None, typer.Option("--iterations", min=1, help="Iteration count.", show_default=False)
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Patches per step and process.", show_default=False)
-    ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Base learning rate.", show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Base seed.", show_default=False)] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda or auto (default: the preset's).", show_default=False)
-    ] = None,
+    iterations: Annotated[int | None, option("--iterations", min=1, help="Iteration count.")] = None,
+    batch_size: Annotated[int | None, option("--batch-size", min=1, help="Patches per step and process.")] = None,
+    lr: Annotated[float | None, option("--lr", min=0.0, help="Base learning rate.")] = None,
+    seed: Annotated[int | None, option("--seed", min=0, help="Base seed.")] = None,
+    device: Annotated[str | None, option("--device", help="cpu, cuda or auto (default: the preset's).")] = None,
     precision: Annotated[
         str | None,
-        typer.Option(
-            "--precision", help="auto (bf16 on CUDA, else fp32), fp32, bf16 or fp16 (CUDA).", show_default=False
-        ),
+        option("--precision", help="auto (bf16 on CUDA, else fp32), fp32, bf16 or fp16 (CUDA)."),
     ] = None,
     channels_last: Annotated[
         bool | None,
-        typer.Option("--channels-last/--no-channels-last", help="channels_last_3d memory layout.", show_default=False),
+        option("--channels-last/--no-channels-last", help="channels_last_3d memory layout."),
     ] = None,
-    compile_model: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.", show_default=False)
-    ] = None,
+    compile_model: Annotated[bool | None, option("--compile/--no-compile", help="torch.compile the model.")] = None,
     activation_checkpointing: Annotated[
         bool | None,
-        typer.Option(
+        option(
             "--activation-checkpointing/--no-activation-checkpointing",
             help="Recompute encoder/decoder activations in backward (less memory, slower).",
-            show_default=False,
         ),
     ] = None,
-    num_workers: Annotated[
-        int | None, typer.Option("--num-workers", min=0, help="Data loader processes.", show_default=False)
-    ] = None,
+    num_workers: Annotated[int | None, option("--num-workers", min=0, help="Data loader processes.")] = None,
     set_fields: Annotated[
         list[str] | None,
-        typer.Option(
+        option(
             "--set",
             help="Any training setting, KEY=VALUE (repeatable; a.b=VALUE for nested ones, "
             "e.g. sampling.foreground_fraction=0.5).",
-            show_default=False,
         ),
     ] = None,
     init_from: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--init-from",
             help="Start from this checkpoint's weights (a checkpoint folder, or a run "
             "folder: its best/); optimizer, schedule and iteration count start fresh. The --data "
             "collection keeps the checkpoint's tasks (same names, ids, labels) and may add new ones.",
-            show_default=False,
         ),
     ] = None,
     freeze: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--freeze",
             help="With --init-from: top-level model parts to keep fixed, comma-separated "
             "(e.g. encoder,image_transformer).",
-            show_default=False,
         ),
     ] = None,
     replay: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--replay",
             help="With --init-from: a prepared folder of the old tasks' data, replayed so "
             "that the model does not forget them.",
-            show_default=False,
         ),
     ] = None,
     replay_share: Annotated[
         float | None,
-        typer.Option(
+        option(
             "--replay-share",
             min=0.0,
             max=1.0,
             help="Share of the training samples drawn from --replay [default: 0.3].",
-            show_default=False,
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
