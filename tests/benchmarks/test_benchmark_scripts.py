@@ -95,23 +95,13 @@ def test_soft_dice_of_perfect_prediction_is_small(model_speed) -> None:
     assert model_speed.soft_dice_loss(target, target).item() == pytest.approx(1 / 65, rel=1e-6)
 
 
+def run_model_speed(*args: str) -> subprocess.CompletedProcess[str]:
+    """benchmarks/model_speed.py on a 16x32x32 patch, one timed step, with ``args``."""
+    return run_script(str(BENCHMARKS / "model_speed.py"), "--patch", "16", "32", "32", "--repeats", "1", *args)
+
+
 def test_model_speed_tiny_json() -> None:
-    proc = run_script(
-        str(BENCHMARKS / "model_speed.py"),
-        "--preset",
-        "tiny",
-        "--dodnet-preset",
-        "tiny-dodnet",
-        "--patch",
-        "16",
-        "32",
-        "32",
-        "--repeats",
-        "1",
-        "--threads",
-        "1",
-        "--json",
-    )
+    proc = run_model_speed("--preset", "tiny", "--dodnet-preset", "tiny-dodnet", "--threads", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("ours_s", "ours_peak_mb", "ours_forward_s", "ours_dodnet_s", "ours_dodnet_peak_mb"):
@@ -122,18 +112,7 @@ def test_model_speed_tiny_json() -> None:
 
 
 def test_model_speed_bad_preset_is_one_line_error() -> None:
-    proc = run_script(
-        str(BENCHMARKS / "model_speed.py"),
-        "--preset",
-        "nonsense",
-        "--no-dodnet",
-        "--repeats",
-        "1",
-        "--patch",
-        "16",
-        "32",
-        "32",
-    )
+    proc = run_model_speed("--preset", "nonsense", "--no-dodnet")
     assert proc.returncode != 0
     assert "unknown model preset" in proc.stderr and "Traceback" not in proc.stderr
 
