@@ -15,6 +15,7 @@ from torch import nn
 from ccq.errors import CCQError
 from ccq.inference import CaseWriter, Predictor, write_case_outputs
 from ccq.io import read_dicom_series
+from tests.data.official_path import write_nifti
 from tests.io.series import oblique_direction, write_dicom_series
 
 # File voxel axes (i, j, k) with spacing 2.5, 2.5, 3.0 mm = the checkpoint's (z, y, x) spacing (3, 2.5, 2.5):
@@ -59,14 +60,6 @@ def big_ct(shape=(80, 64, 12)) -> np.ndarray:
     return hu
 
 
-def write(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))
-    return path
-
-
 class Threshold(nn.Module):
     """organ logit > 0 where the windowed HU > 0.3 (97.5 HU), tumor where > 0.9 (292.5 HU): voxelwise, so any
     stitching reproduces it and the labels are known from the HU."""
@@ -107,7 +100,7 @@ def assert_same_grid(written: Path, source_shape, source_affine: np.ndarray) -> 
 @pytest.mark.parametrize("orientation", sorted(AFFINES))
 def test_labels_land_on_the_input_voxels(tiny_checkpoint: Path, tmp_path: Path, orientation: str) -> None:
     hu = ct()
-    path = write(tmp_path / f"{orientation}.nii.gz", hu, AFFINES[orientation])
+    path = write_nifti(tmp_path / f"{orientation}.nii.gz", hu, AFFINES[orientation])
     predictor = threshold_predictor(tiny_checkpoint, postprocess="none")
     prediction = predictor.predict(path, "liver,colon")
     liver, colon = prediction.labels["liver"], prediction.labels["colon"]
@@ -123,7 +116,7 @@ def test_labels_land_on_the_input_voxels(tiny_checkpoint: Path, tmp_path: Path, 
 @pytest.mark.parametrize("kind", sorted(RESAMPLED))
 def test_resampled_grids_come_back_exactly(tiny_checkpoint: Path, tmp_path: Path, kind: str) -> None:
     hu = big_ct()
-    path = write(tmp_path / f"{kind}.nii.gz", hu, RESAMPLED[kind])
+    path = write_nifti(tmp_path / f"{kind}.nii.gz", hu, RESAMPLED[kind])
     predictor = threshold_predictor(tiny_checkpoint, postprocess="none")
     prediction = predictor.predict(path, ["liver"])
     liver = prediction.labels["liver"]
@@ -189,7 +182,7 @@ def test_oblique_dicom_series_keeps_its_geometry(tiny_checkpoint: Path, tmp_path
 
 def test_official_postprocessing_keeps_the_largest_liver(tiny_checkpoint: Path, tmp_path: Path) -> None:
     hu = ct()
-    path = write(tmp_path / "ras.nii.gz", hu, AFFINES["ras"])
+    path = write_nifti(tmp_path / "ras.nii.gz", hu, AFFINES["ras"])
     predictor = threshold_predictor(tiny_checkpoint)
     assert predictor.postprocess == "official" and not predictor.tta  # the defaults on a CPU
     prediction = predictor.predict(path, ["liver", "spleen"])
@@ -202,7 +195,7 @@ def test_official_postprocessing_keeps_the_largest_liver(tiny_checkpoint: Path, 
 
 def test_probabilities_are_kept_on_the_input_grid(tiny_checkpoint: Path, tmp_path: Path) -> None:
     hu = ct()
-    path = write(tmp_path / "lps.nii.gz", hu, AFFINES["lps"])
+    path = write_nifti(tmp_path / "lps.nii.gz", hu, AFFINES["lps"])
     prediction = threshold_predictor(tiny_checkpoint, postprocess="none").predict(
         path, "liver,spleen", keep_probabilities=True
     )
@@ -216,7 +209,7 @@ def test_probabilities_are_kept_on_the_input_grid(tiny_checkpoint: Path, tmp_pat
 
 def test_a_real_model_keeps_the_shape(tiny_checkpoint: Path, tmp_path: Path) -> None:
     affine = np.array([[-1.7, 0, 0, 30], [0, -1.9, 0, -12], [0, 0, 2.2, 40], [0, 0, 0, 1]])  # resampled
-    path = write(tmp_path / "case.nii.gz", ct((21, 17, 9)), affine)
+    path = write_nifti(tmp_path / "case.nii.gz", ct((21, 17, 9)), affine)
     labels = Predictor(tiny_checkpoint, device="cpu").predict(path, tasks=["spleen", 0]).labels
     assert set(labels) == {"spleen", "liver"}
     assert labels["spleen"].shape == (21, 17, 9) and set(np.unique(labels["spleen"])) <= {0, 1}
