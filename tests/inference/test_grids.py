@@ -16,7 +16,8 @@ from ccq.data.collection import load_collection
 from ccq.data.grid import Grid
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.inference.runner import PredictOptions, run_predict
-from tests.inference.test_predict import AFFINES, ct, expected_liver, threshold_predictor, write
+from tests.data.official_path import write_nifti
+from tests.inference.test_predict import AFFINES, ct, expected_liver, threshold_predictor
 
 # The default grid swaps H and W with respect to ccq's canonical axes (as the official MSD path does); kidney has
 # its own, slices first and pointing down (as the official KiTS19 path). For the files of AFFINES (voxel sizes
@@ -36,7 +37,7 @@ def grids_checkpoint(tiny_model, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("orientation", sorted(AFFINES))
 def test_every_task_comes_back_exactly_through_its_own_grid(grids_checkpoint, tmp_path, orientation) -> None:
     hu = ct()
-    path = write(tmp_path / f"{orientation}.nii.gz", hu, AFFINES[orientation])
+    path = write_nifti(tmp_path / f"{orientation}.nii.gz", hu, AFFINES[orientation])
     predictor = threshold_predictor(grids_checkpoint, postprocess="none")
     labels = predictor.predict(path, "liver,kidney,pancreas").labels
     for task in ("liver", "kidney", "pancreas"):  # the Threshold model labels every task from the HU alone
@@ -53,7 +54,7 @@ def test_tasks_sharing_a_grid_share_one_pass_and_the_others_get_their_own(grids_
 
     monkeypatch.setattr(predictor_module, "predict_channels", spy)
     hu = ct()  # file voxels (i, j, k) = (30, 26, 12), LPS: i -> L, j -> P, k -> S
-    path = write(tmp_path / "lps.nii.gz", hu, AFFINES["lps"])
+    path = write_nifti(tmp_path / "lps.nii.gz", hu, AFFINES["lps"])
     predictor = threshold_predictor(grids_checkpoint, postprocess="none")
     results = list(predictor.iter_tasks(predictor.prepare(path, tasks="liver,kidney,spleen"),
                                         predictor.resolve_tasks("liver,kidney,spleen")))  # fmt: skip
@@ -63,7 +64,7 @@ def test_tasks_sharing_a_grid_share_one_pass_and_the_others_get_their_own(grids_
 
 
 def test_the_input_is_kept_only_while_another_grid_needs_it(grids_checkpoint, tmp_path) -> None:
-    path = write(tmp_path / "lps.nii.gz", ct(), AFFINES["lps"])
+    path = write_nifti(tmp_path / "lps.nii.gz", ct(), AFFINES["lps"])
     predictor = threshold_predictor(grids_checkpoint, postprocess="none")
     assert predictor.prepare(path, tasks="liver,spleen").input_array is None
     assert predictor.prepare(path, tasks="kidney").grid == GRIDS.grid("kidney")
@@ -77,7 +78,7 @@ def test_the_input_is_kept_only_while_another_grid_needs_it(grids_checkpoint, tm
 
 
 def test_labels_json_says_each_tasks_grid(grids_checkpoint, tmp_path) -> None:
-    path = write(tmp_path / "ct.nii.gz", ct(), AFFINES["kits"])
+    path = write_nifti(tmp_path / "ct.nii.gz", ct(), AFFINES["kits"])
     predictor = threshold_predictor(grids_checkpoint, postprocess="none")
     options = PredictOptions(input_path=path, output=tmp_path / "out", model=grids_checkpoint, tasks=("all",),
                              progress=False)  # fmt: skip
