@@ -48,8 +48,10 @@ LABEL_FILE = "label.npy"
 META_FILE = "meta.json"
 
 
-def locations_file(channel: str) -> str:
-    return f"fg_{channel}.npy"
+def locations_file(channel: str, task: str | None = None) -> str:
+    """The stored foreground voxels of a channel; of a task's channel in a case shared by several tasks
+    (`ccq.data.prepare_shared`: ``fg_<task>_<channel>.npy``)."""
+    return f"fg_{channel}.npy" if task is None else f"fg_{task}_{channel}.npy"
 
 
 def case_relpath(task_name: str, case_id: str) -> str:
@@ -243,4 +245,5 @@ class PreparedDataset:
             raise CCQError(f"channel {channel!r}: expected one of {CHANNELS}")
         if not entry["foreground_voxels"].get(channel):
             return None
-        return self._load(entry, locations_file(channel), True)
+        shared = entry.get("dataset") is not None  # a case of a dataset that labels several tasks
+        return self._load(entry, locations_file(channel, entry["task"] if shared else None), True)

@@ -143,9 +143,7 @@ def ellipsoid(
     if rng is not None:
         k = rng.normal(0.0, 2.0, size=(2, 3)).astype(np.float32)
         phase = rng.uniform(0, 2 * np.pi, size=2).astype(np.float32)
-        threshold = 1.0 + wobble / 2 * sum(
-            np.sin(k[i, 0] * u + k[i, 1] * v + k[i, 2] * w + phase[i]) for i in range(2)
-        )
+        threshold = 1.0 + wobble / 2 * sum(np.sin(k[i, 0] * u + k[i, 1] * v + k[i, 2] * w + phase[i]) for i in range(2))
     mask = np.zeros(grid.shape, bool)
     mask[box] = f < threshold
     return mask
@@ -201,9 +199,7 @@ def _place_tumor(
     if depth.max() < 1.5 * min(grid.spacing):
         if not required:
             return np.zeros(grid.shape, bool)
-        raise CCQError(
-            f"phantom: an organ is too small for a tumor at shape {grid.shape}; use a larger shape"
-        )
+        raise CCQError(f"phantom: an organ is too small for a tumor at shape {grid.shape}; use a larger shape")
     radius = min(rng.uniform(*size) * float(depth.max()), 12.0 * max(grid.spacing))
     candidates = depth >= min(0.85 * radius, 0.9 * float(depth.max()))  # a lesion wider than the organ: centred deep
     if near is not None and (near & region).any():
@@ -237,8 +233,7 @@ def check_geometry(shape: Sequence[int], spacing: Sequence[float]) -> None:
     """CCQError unless ``shape`` is three sizes >= MIN_SHAPE and ``spacing`` three positive mm values."""
     if len(shape) != 3 or any(int(n) < m for n, m in zip(shape, MIN_SHAPE, strict=True)):
         raise CCQError(
-            f"phantom: shape {tuple(shape)} is too small; "
-            f"expected at least {'x'.join(map(str, MIN_SHAPE))} (z, y, x)"
+            f"phantom: shape {tuple(shape)} is too small; expected at least {'x'.join(map(str, MIN_SHAPE))} (z, y, x)"
         )
     if len(spacing) != 3 or min(float(s) for s in spacing) <= 0:
         raise CCQError(f"phantom: spacing {tuple(spacing)}; expected three positive sizes in mm (z, y, x)")
@@ -256,9 +251,7 @@ def make_case(
     """
     unknown = [t for t in tumor_tasks if t not in TUMOR_REGIONS]
     if unknown:
-        raise CCQError(
-            f"phantom: no tumor for task(s) {unknown}; expected some of {', '.join(TUMOR_REGIONS)}"
-        )
+        raise CCQError(f"phantom: no tumor for task(s) {unknown}; expected some of {', '.join(TUMOR_REGIONS)}")
     check_geometry(shape, spacing)
     spacing = tuple(round(float(s) * rng.uniform(0.95, 1.05), 3) for s in spacing)
     g = Grid(tuple(int(n) for n in shape), spacing)
@@ -404,9 +397,7 @@ def _hepatic_vessels(rng: np.random.Generator, g: Grid, liver: np.ndarray) -> np
     return mask
 
 
-def _colon_tumor(
-    rng: np.random.Generator, g: Grid, colon: np.ndarray, dist: np.ndarray, radius: float
-) -> np.ndarray:
+def _colon_tumor(rng: np.random.Generator, g: Grid, colon: np.ndarray, dist: np.ndarray, radius: float) -> np.ndarray:
     """An annular ("apple-core") carcinoma, strictly inside the colon: over a segment a few centimetres long the
     wall thickens all round and narrows the lumen to a thin channel or closes it."""
     inner = ndimage.binary_erosion(colon)  # keeps the tumor's one-voxel dilation inside the colon
