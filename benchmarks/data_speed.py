@@ -1,19 +1,25 @@
 """Augmented training patches per second from the prepared cache, with 0, 1 and 2 loader workers.
 
-    python benchmarks/data_speed.py [--cases 4] [--shape 200 512 512] [--seconds 15] [--json]
+    python benchmarks/data_speed.py [--cases 4] [--shape 200 512 512] [--seconds 15] [--cold] [--json]
 
 Writes a synthetic prepared folder of realistic size (default 4 cases of 200 x 512 x 512 voxels on the
-official 1.5 x 0.8 x 0.8 mm grid: ~1 GB) straight in the cache format, then draws official-preset batches
+official 1.5 x 0.8 x 0.8 mm grid, a body in air with per-voxel noise) with `ccq.data.prepare.prepare_case` and
+`ccq.data.cache.write_case` (compressed int16 chunks, cropped to the body), then draws official-preset batches
 (64 x 192 x 192, batch 2, full augmentation) through `ccq.data.loader.PatchLoader`. The first batch of each
-run is not timed (worker start-up). The files sit in the page cache after writing, as on a training machine
-with enough memory. With --json the last line printed is
-``{"patches_per_s": {"0": ..., "1": ..., "2": ...}}``.
+run is not timed (worker start-up).
+
+By default the files sit in the page cache after writing, as on a training machine with enough memory. With
+``--cold`` every sample first evicts every file of the folder from the page cache (``posix_fadvise(DONTNEED)``,
+which drops a file's clean cached pages), so each patch reads its chunks from the disk: the first pass over a
+collection larger than memory, at every step. With --json the last line printed is
+``{"patches_per_s": {"0": ..., "1": ..., "2": ...}, "cold": ..., "cache_mib": ..., "load_average": [...]}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -48,7 +54,8 @@ def synthetic_case(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, 
     label[tumor & organ] = 2
     image[organ] = 100.0
     image[tumor & organ] = 60.0
-    image += rng.normal(0.0, 15.0, size=(1, h, w)).astype(np.float32)  # cheap texture, broadcast over z
+    for k in range(d):  # per-voxel noise, as a CT has (it is what makes compressed chunks large)
+        image[k] += rng.normal(0.0, 15.0, size=(h, w)).astype(np.float32)
     return image, label
 
 
@@ -65,27 +72,65 @@ def write_folder(root: Path, n_cases: int, shape: tuple[int, int, int]) -> None:
         case = prepare_case((image, affine), (label, affine), collection.task(0), OFFICIAL_PREPROCESSING,
                             case_id=f"case_{i}")  # fmt: skip
         del image, label
-        cache.write_case(root, "organ", f"case_{i}", image=case.image, label=case.label,
+        cache.write_case(root, "organ", f"case_{i}", image=case.hu, label=case.label,
                          locations=case.locations, meta=case.meta)  # fmt: skip
         entries.append(case.meta)
     cache.write_index(root, collection, OFFICIAL_PREPROCESSING, entries)
 
 
-def measure(root: Path, workers: int, seconds: float, batch_size: int, half_image: bool) -> float:
-    sampler = PatchSampler(cache.PreparedDataset(root), OFFICIAL_PREPROCESSING.patch_size, SamplingConfig(), seed=0)
+def evict(files: list[Path]) -> None:
+    """Drop the files' pages from the page cache (they are clean: `ccq.data.chunked` fsyncs what it writes)."""
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+class ColdSampler(PatchSampler):
+    """Every sample starts with nothing of the folder in the page cache."""
+
+    def __init__(self, *args, files: list[Path], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.files = files
+
+    def sample(self, index: int):
+        evict(self.files)
+        return super().sample(index)
+
+
+def measure(root: Path, workers: int, seconds: float, batch_size: int, half_image: bool, cold: bool) -> float:
+    data = cache.PreparedDataset(root)
+    args = (data, OFFICIAL_PREPROCESSING.patch_size, SamplingConfig())
+    if cold:
+        files = sorted(p for p in (root / cache.CASES_DIR).rglob("*") if p.is_file())
+        sampler = ColdSampler(*args, seed=0, files=files)
+    else:
+        sampler = PatchSampler(*args, seed=0)
     loader = PatchLoader(sampler, batch_size, num_workers=workers, prefetch_factor=4, half_image=half_image)
-    patches, start, cpu = 0, None, 0.0
+    patches, start, cpu, disk = 0, None, 0.0, 0
     for batch in loader:
         if start is None:  # the first batch pays for worker start-up
-            start, cpu = time.perf_counter(), time.process_time()
+            start, cpu, disk = time.perf_counter(), time.process_time(), disk_bytes_read()
             continue
         patches += batch["image"].shape[0]
         if time.perf_counter() - start >= seconds:
             break
     rate = patches / (time.perf_counter() - start)
     if workers == 0:  # CPU time per patch: what the 2-worker rate approaches on 2 idle cores (x2)
-        print(f"  main-process CPU per patch: {1000 * (time.process_time() - cpu) / patches:.0f} ms")
+        print(f"  main-process CPU per patch: {1000 * (time.process_time() - cpu) / patches:.0f} ms, "
+              f"read from the disk per patch: {(disk_bytes_read() - disk) / patches / 2**20:.2f} MiB")  # fmt: skip
     return rate
+
+
+def disk_bytes_read() -> int:
+    """Bytes this process made the kernel fetch from storage (Linux ``/proc/self/io``; 0 elsewhere)."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("read_bytes:")), 0)
 
 
 def main() -> None:
@@ -97,6 +142,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=(0, 1, 2))
     parser.add_argument("--dir", type=Path, default=None, help="prepared folder to (re)use; default: a temp dir")
     parser.add_argument("--half-image", action="store_true", help="carry images as float16 between processes")
+    parser.add_argument("--cold", action="store_true", help="every sample reads its chunks from the disk")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -113,10 +159,13 @@ def main() -> None:
             print(f"wrote {args.cases} cases of {tuple(args.shape)} in {took:.1f} s -> {root}")
         rates = {}
         for workers in args.workers:
-            rates[str(workers)] = round(measure(root, workers, args.seconds, args.batch_size, args.half_image), 2)
+            rate = measure(root, workers, args.seconds, args.batch_size, args.half_image, args.cold)
+            rates[str(workers)] = round(rate, 2)
             print(f"workers={workers}: {rates[str(workers)]:.2f} augmented 64x192x192 patches/s", flush=True)
+        size = sum(p.stat().st_size for p in (root / cache.CASES_DIR).rglob("*") if p.is_file())
         if args.json:
-            print(json.dumps({"patches_per_s": rates}))
+            print(json.dumps({"patches_per_s": rates, "cold": args.cold, "cache_mib": round(size / 2**20, 1),
+                              "load_average": [round(v, 1) for v in os.getloadavg()]}))  # fmt: skip
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -205,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({
             "peak_rss_mb": round(result["peak_mb"], 1), "baseline_rss_mb": round(result["baseline_mb"], 1),
-            "volume_mb": round(volume_mb, 1), "copies": round(copies, 2), "seconds": round(result["seconds"], 1),
+            "volume_mb": round(volume_mb, 1), "copies": round(copies, 2), "seconds": round(result["seconds"], 3),
             "shape": list(args.shape), "voxel_mm": list(args.voxel), "working_shape": list(working),
             "spacing": list(spacing), "windows": windows, "preset": args.preset, "stub": args.stub,
             "threads": args.threads, "tasks": args.tasks, "device": args.device, "tta": args.tta,
-            **{k: round(result[k], 1) for k in ("seconds_one_by_one", "peak_gpu_mb") if k in result},
+            **{k: round(result[k], 3) for k in ("seconds_one_by_one", "peak_gpu_mb") if k in result},
         }))  # fmt: skip
     return 0
 

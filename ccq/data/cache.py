@@ -6,16 +6,24 @@ Layout of a prepared folder ``OUT``::
     OUT/collection.json        the task collection the cases were prepared with
     OUT/preprocessing.json     the PreprocessingConfig (spacing, HU window, patch size)
     OUT/cases/<task>/<case>/
-        image.npy              float32 [D, H, W] on the task's working grid (meta ``grid``; canonical (z, y, x)
-                               unless the preprocessing gives the task its own), windowed and scaled HU
-        label.npy              uint8 [D, H, W], the dataset's own label values (channels via the task's rules)
+        image.chunks           int16 HU inside the crop box, on the task's working grid (meta ``grid``; canonical
+                               (z, y, x) unless the preprocessing gives the task its own), rounded and clipped to
+                               the HU window (`ccq.data.chunked`: compressed chunks)
+        label.chunks           uint8, the dataset's own label values inside the crop box (the same chunks)
         fg_organ.npy           int32 [N, 3] (z, y, x) foreground voxels of the organ channel (a subsample)
         fg_tumor.npy           the same for the tumor channel (absent for an ignored channel)
         meta.json              geometry, crop box, foreground counts and boxes (the manifest entry)
 
-Plain ``.npy`` files memory-map (``np.load(mmap_mode="r")``), so a patch reads only its own pages. The label
-keeps the dataset's values rather than two channel masks: one byte per voxel instead of two, and the channel
-rules (``organ``/``tumor`` values) are in the entry, so a crop becomes a target with one table lookup.
+The entry's ``shape`` is the whole working grid and every coordinate (``foreground_bbox``, the locations) is on
+it; only the voxels inside ``crop_box`` (``[[z0, z1], [y0, y1], [x0, x1]]``, end-exclusive) are stored. Outside
+it every voxel windows to the floor of the HU window and is unlabeled (`ccq.data.prepare`), which is what the
+readers fill it with, so `CaseReader.region`, `PreparedDataset.image` and `PreparedDataset.label` return exactly
+the whole grid's values. A patch reads and decompresses only the chunks it overlaps; the window's scaling is
+applied then. The label keeps the dataset's values rather than two channel masks: the channel rules
+(``organ``/``tumor`` values) are in the entry, so a crop becomes a target with one table lookup.
+
+Format 1 (ccq before the crop: float32 ``image.npy``, 5 bytes per voxel) is not read: such a folder asks for
+``ccq prepare`` into a new folder.
 
 A case folder is written under a hidden temporary name (carrying the writer's pid) and renamed into place, so a
 folder with the final name is always complete; temporaries left by an interrupted run are removed by the next
@@ -33,18 +41,19 @@ from typing import Any
 import numpy as np
 
 from ccq import limits
+from ccq.data.chunked import ChunkedArray, write_chunked
 from ccq.data.collection import CHANNELS, Collection
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
 from ccq.utils import fs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CASES_DIR = "cases"
 MANIFEST_FILE = "manifest.json"
 COLLECTION_FILE = "collection.json"
 PREPROCESSING_FILE = "preprocessing.json"
-IMAGE_FILE = "image.npy"
-LABEL_FILE = "label.npy"
+IMAGE_FILE = "image.chunks"
+LABEL_FILE = "label.chunks"
 META_FILE = "meta.json"
 
 
@@ -72,6 +81,22 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
+def box_slices(box: Any, shape: Any, where: str) -> tuple[slice, slice, slice]:
+    """A crop box ``[[z0, z1], [y0, y1], [x0, x1]]`` as slices, checked to lie inside ``shape`` and be non-empty."""
+    ok = isinstance(box, list | tuple) and len(box) == 3 and isinstance(shape, list | tuple) and len(shape) == 3
+    ok = ok and all(
+        isinstance(b, list | tuple)
+        and len(b) == 2
+        and all(isinstance(v, int) for v in (*b, n))
+        and 0 <= b[0] < b[1] <= n
+        for b, n in zip(box, shape, strict=True)
+    )
+    if not ok:
+        raise CCQError(f"{where}: crop_box {limits.quote(box)} for shape {limits.quote(shape)}; expected three "
+                       "[start, stop) pairs inside the shape")  # fmt: skip
+    return tuple(slice(int(a), int(b)) for a, b in box)  # type: ignore[return-value]
+
+
 def is_case_finished(out_dir: Path, task_name: str, case_id: str) -> bool:
     return (Path(out_dir) / case_relpath(task_name, case_id) / META_FILE).is_file()
 
@@ -86,15 +111,22 @@ def write_case(
     locations: Mapping[str, np.ndarray | None],
     meta: Mapping[str, Any],
 ) -> Path:
-    """Write one case atomically; returns its folder. A case finished meanwhile (another run) is kept."""
+    """Write one case atomically; returns its folder. A case finished meanwhile (another run) is kept.
+
+    ``image``: int16 HU on the whole working grid (`ccq.data.prepare.PreparedCase.hu`), ``label``: uint8 on the
+    same grid; only their ``meta["crop_box"]`` is written."""
+    box = box_slices(meta["crop_box"], meta["shape"], "the case's meta")
+    if image.dtype != np.int16 or label.dtype != np.uint8 or not image.shape == label.shape == tuple(meta["shape"]):
+        raise CCQError(f"write_case: image {image.dtype} {image.shape}, label {label.dtype} {label.shape}; expected "
+                       f"int16 and uint8 of the shape {meta['shape']}")  # fmt: skip
     task_dir = fs.child_path(Path(out_dir) / CASES_DIR, task_name, "task name")
     final = fs.child_path(task_dir, case_id, "case id")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = fs.temporary_path(final)
     tmp.mkdir()
     try:
-        _save_npy(tmp / IMAGE_FILE, image)
-        _save_npy(tmp / LABEL_FILE, label)
+        write_chunked(tmp / IMAGE_FILE, image[box])
+        write_chunked(tmp / LABEL_FILE, label[box])
         for channel, locs in locations.items():
             if locs is not None:
                 _save_npy(tmp / locations_file(channel), np.asarray(locs, dtype=np.int32).reshape(-1, 3))
@@ -169,7 +201,7 @@ def read_json(path: Path, what: str) -> Any:
 
 
 class PreparedDataset:
-    """Read side of a prepared folder: the manifest, the collection, the preprocessing, memory-mapped cases.
+    """Read side of a prepared folder: the manifest, the collection, the preprocessing, the cases (`CaseReader`).
 
     Manifest entries are dicts with (at least) ``id``, ``task``, ``task_id``, ``split``, ``path``,
     ``original_spacing``, ``original_shape`` (file voxel order), ``spacing``, ``shape`` (D, H, W of the working
@@ -181,12 +213,14 @@ class PreparedDataset:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()
         manifest = read_json(self.root / MANIFEST_FILE, "manifest.json")
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        if found != FORMAT_VERSION:
+            older = isinstance(found, int) and not isinstance(found, bool) and found < FORMAT_VERSION
             raise CCQError(
-                f"{self.root / MANIFEST_FILE}: format {found!r}; expected {FORMAT_VERSION} "
-                "(prepare the data again with this version of ccq)"
-            )
+                f"{self.root / MANIFEST_FILE}: format {limits.quote(found)}; expected {FORMAT_VERSION}"
+                + (" (the folder was prepared by an older ccq: run `ccq prepare` again into a new --out folder)"
+                   if older else " (prepare the data again with this version of ccq)")
+            )  # fmt: skip
         self.entries: list[dict[str, Any]] = list(manifest["cases"])
         self.collection = Collection.from_dict(
             read_json(self.root / COLLECTION_FILE, "collection.json"), str(self.root / COLLECTION_FILE)
@@ -231,13 +265,18 @@ class PreparedDataset:
         except ValueError as err:
             raise CCQError(f"{path}: unreadable ({err}); delete the case folder and prepare again") from None
 
+    def reader(self, entry: Mapping[str, Any]) -> CaseReader:
+        """The case's stored arrays, opened (header and index checked) for region reads."""
+        return CaseReader(self.case_dir(entry), entry, self.preprocessing)
+
     def image(self, entry: Mapping[str, Any], mmap: bool = True) -> np.ndarray:
-        """float32 [D, H, W] (memory-mapped by default)."""
-        return self._load(entry, IMAGE_FILE, mmap)
+        """float32 [D, H, W] on the whole working grid, windowed and scaled (a new array; ``mmap`` is kept for
+        callers of format 1, which memory-mapped it)."""
+        return self.reader(entry).region((0, 0, 0), entry["shape"], label=False)[0]
 
     def label(self, entry: Mapping[str, Any], mmap: bool = True) -> np.ndarray:
-        """uint8 [D, H, W] label values (memory-mapped by default)."""
-        return self._load(entry, LABEL_FILE, mmap)
+        """uint8 [D, H, W] label values on the whole working grid (a new array)."""
+        return self.reader(entry).region((0, 0, 0), entry["shape"], image=False)[1]
 
     def locations(self, entry: Mapping[str, Any], channel: str) -> np.ndarray | None:
         """int32 [N, 3] stored foreground voxels of ``channel``; None for an ignored or empty channel."""
@@ -247,3 +286,48 @@ class PreparedDataset:
             return None
         shared = entry.get("dataset") is not None  # a case of a dataset that labels several tasks
         return self._load(entry, locations_file(channel, entry["task"] if shared else None), True)
+
+
+class CaseReader:
+    """One prepared case's stored image and label, read by regions of the whole working grid.
+
+    ``region(start, size)`` returns what the whole grid holds there (see the module docstring): outside the crop
+    box, and outside the grid (``start`` may be negative, ``start + size`` beyond ``shape``: padding), the image
+    is the window's floor (air) and the label 0.
+    """
+
+    def __init__(self, case_dir: Path, entry: Mapping[str, Any], preprocessing: PreprocessingConfig) -> None:
+        where = f"{case_dir / META_FILE}"
+        self.shape = tuple(int(n) for n in entry["shape"])
+        self.box = box_slices(entry.get("crop_box"), list(self.shape), where)
+        self.images = ChunkedArray(case_dir / IMAGE_FILE)
+        self.labels = ChunkedArray(case_dir / LABEL_FILE)
+        box_shape = tuple(s.stop - s.start for s in self.box)
+        for array, dtype in ((self.images, np.int16), (self.labels, np.uint8)):
+            if array.shape != box_shape or array.dtype != dtype:
+                raise CCQError(f"{array.path}: {array.dtype} {array.shape}; expected {np.dtype(dtype)} {box_shape} "
+                               "(its crop box); delete the case folder and run `ccq prepare` again")  # fmt: skip
+        self.hu_min, self.hu_max = float(preprocessing.hu_min), float(preprocessing.hu_max)
+        self.scale = np.float32(preprocessing.hu_scale)
+        self.pad = np.float32(preprocessing.hu_min / preprocessing.hu_scale)
+
+    def region(self, start: Any, size: Any, *, image: bool = True, label: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 windowed image, uint8 label) of the region [start, start + size) of the whole grid; one not
+        asked for (``image``/``label`` False) is an empty array, and is not read."""
+        size = tuple(int(n) for n in size)
+        start = tuple(int(s) for s in start)
+        img = np.full(size if image else (0, 0, 0), self.pad, dtype=np.float32)
+        lab = np.zeros(size if label else (0, 0, 0), dtype=np.uint8)
+        inner = [slice(max(s, b.start), min(s + n, b.stop)) for s, n, b in zip(start, size, self.box, strict=True)]
+        if any(sl.start >= sl.stop for sl in inner):
+            return img, lab
+        local = tuple(slice(sl.start - b.start, sl.stop - b.start) for sl, b in zip(inner, self.box, strict=True))
+        dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(inner, start, strict=True))
+        if label:
+            lab[dst] = self.labels.read(local)
+        if image:
+            part = self.images.read(local).astype(np.float32)  # as `ccq.data.prepare.normalize_intensity`
+            np.clip(part, self.hu_min, self.hu_max, out=part)
+            part /= self.scale
+            img[dst] = part
+        return img, lab

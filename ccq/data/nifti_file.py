@@ -16,7 +16,7 @@ import contextlib
 import gzip
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,11 +151,28 @@ def _is_gzip(path: Path) -> bool:
 def read_voxels(header: NiftiHeader, *, as_float: bool) -> np.ndarray:
     """The voxel array (spatial shape), float32 with the header's scaling applied when ``as_float`` (as
     nibabel's ``get_fdata(dtype=float32)``), else the stored values scaled as ``np.asanyarray(img.dataobj)``."""
-    img, path = header.image, header.path
     dtype = np.float32 if as_float else None
+    return _reading(header, lambda raw: _scaled(header.image.dataobj, raw, dtype))
+
+
+def read_stored(header: NiftiHeader) -> np.ndarray:
+    """The voxel array (spatial shape) exactly as stored, no scaling (memory: the file's own voxel bytes, e.g. 2
+    per voxel for int16); `float32_scaling` gives what ``read_voxels(as_float=True)`` would, for any part of it."""
+    return _reading(header, lambda raw: raw)
+
+
+def float32_scaling(header: NiftiHeader) -> Callable[[np.ndarray], np.ndarray]:
+    """The header's scaling as a function: part of `read_stored`'s array -> float32, the same values as that part
+    of ``read_voxels(as_float=True)`` (the type the scaling is computed in depends on the dtypes only)."""
+    proxy = header.image.dataobj
+    return lambda part: _scaled(proxy, part, np.float32)
+
+
+def _reading(header: NiftiHeader, scale: Callable[[np.ndarray], Any]) -> np.ndarray:
+    img, path = header.image, header.path
     try:
         raw = _read_gzip(img, path, header.cannot) if _is_gzip(path) else np.asanyarray(img.dataobj.get_unscaled())
-        data = _scaled(img.dataobj, raw, dtype)
+        data = scale(raw)
     except CCQError:
         raise
     except Exception as err:  # a file changed meanwhile, a disk error ...: the user needs the file name
@@ -203,13 +220,16 @@ def _scaled(proxy: Any, raw: np.ndarray, dtype: Any) -> np.ndarray:
         inter = inter.astype(use_dtype)
     if dtype is None:
         return apply_read_scaling(raw, slope, inter)
-    # Slab by slab along the last axis (contiguous in NIfTI's Fortran order): the same values as scaling the whole
-    # array (the type the scaling is computed in depends on the dtypes only), without a float64 copy of it all.
+    # Slab by slab along the axis slowest in memory (the last in NIfTI's Fortran order; another in a reoriented view):
+    # the same values as scaling the whole array (the type the scaling is computed in depends on the dtypes only),
+    # without a float64 copy of it all.
     out = np.empty_like(np.asarray(raw), dtype=dtype)  # the layout of the stored array (a plain array, not a memmap)
-    step = max(1, _SLAB_VOXELS // max(1, math.prod(raw.shape[:-1])))
-    for a in range(0, raw.shape[-1], step):
-        scaled = apply_read_scaling(raw[..., a : a + step], slope, inter)
-        out[..., a : a + step] = scaled.astype(np.promote_types(scaled.dtype, dtype), copy=False)
+    axis = int(np.argmax(np.abs(raw.strides))) if raw.ndim else 0
+    step = max(1, _SLAB_VOXELS * raw.shape[axis] // max(1, raw.size)) if raw.ndim else 1
+    for a in range(0, raw.shape[axis] if raw.ndim else 1, step):
+        part = (slice(None),) * axis + (slice(a, a + step),) if raw.ndim else ()
+        scaled = apply_read_scaling(raw[part], slope, inter)
+        out[part] = scaled.astype(np.promote_types(scaled.dtype, dtype), copy=False)
     return out
 
 

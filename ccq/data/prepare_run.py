@@ -21,6 +21,7 @@ from ccq.data import cache
 from ccq.data.collection import Collection
 from ccq.data.collection_dataset import expand_datasets
 from ccq.data.prepare import prepare_case
+from ccq.data.prepare_checks import check_format, check_workers_memory
 from ccq.data.prepare_plan import (  # noqa: F401 (read_folders_file, with_folders ... are imported from here)
     OFFICIAL_FOLDERS,
     OFFICIAL_FOLDERS_NAME,
@@ -54,6 +55,7 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
     """Refuse to mix cases prepared with another spacing/window or other channel rules in one folder."""
     if not _has_prepared_cases(out_dir):
         return  # index files without a case (an older ccq's failed run): nothing they describe can be mixed
+    check_format(out_dir)
     pre_path = out_dir / cache.PREPROCESSING_FILE
     if pre_path.is_file():
         old = cache.read_json(pre_path, "preprocessing.json")
@@ -107,7 +109,7 @@ def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tu
             out_dir,
             job.task.storage_name,
             job.case_id,
-            image=case.image,
+            image=case.hu,
             label=case.label,
             locations=case.locations,
             meta=case.meta,
@@ -233,6 +235,8 @@ def prepare_collection(
                 summary.skipped.append(job.key)
             else:
                 todo.append(job)
+        if workers > 1:
+            check_workers_memory(todo, preprocessing, workers)
         # Written before any case, so that a case folder never exists without them.
         fs.write_json_atomic(out_dir / cache.PREPROCESSING_FILE, preprocessing.to_dict(), indent=cache.JSON_INDENT)
         fs.write_json_atomic(out_dir / cache.COLLECTION_FILE, collection.to_dict(), indent=cache.JSON_INDENT)

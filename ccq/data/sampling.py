@@ -4,7 +4,8 @@ Sample ``i`` of rank ``r`` is a pure function of ``(seed, r, i)``: its generator
 triple. So the stream does not depend on how many loader workers split it, each DDP rank draws its own
 stream, and resuming a training run only needs the position ``i`` (see :mod:`ccq.data.loader`).
 
-Crops read memory-mapped arrays, so a patch costs only its own pages, never a full-volume decode.
+A crop reads and decompresses only the stored chunks it overlaps (`ccq.data.cache.CaseReader`), never a whole
+volume.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ccq.data.augment import (
     draw_plan,
     resize_patch,
 )
-from ccq.data.cache import PreparedDataset
+from ccq.data.cache import CaseReader, PreparedDataset
 from ccq.data.collection import CHANNELS
 from ccq.data.prepare import channel_lut
 from ccq.errors import CCQError
@@ -133,20 +134,20 @@ class PatchSampler:
         self._luts: dict[str, list[np.ndarray | None]] = {
             n: [_int8(channel_lut(e[0]["channels"][c])) for c in CHANNELS] for n, e in self.by_task.items()
         }
-        self._open: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._open: dict[str, CaseReader] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        # Memory maps must not be pickled into loader workers (they would be copied whole): reopen there.
+        # Each loader worker opens its own readers (they hold only checked headers and chunk indexes).
         state = self.__dict__.copy()
         state["_open"] = {}
         return state
 
-    def _arrays(self, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _reader(self, entry: dict[str, Any]) -> CaseReader:
         key = entry["path"]
         if key not in self._open:
-            if len(self._open) >= 256:  # bound the open maps on huge collections
+            if len(self._open) >= 1024:  # bound the kept indexes on huge collections (a few kB each)
                 self._open.pop(next(iter(self._open)))
-            self._open[key] = (self.dataset.image(entry), self.dataset.label(entry))
+            self._open[key] = self.dataset.reader(entry)
         return self._open[key]
 
     def rng(self, index: int) -> np.random.Generator:
@@ -240,14 +241,4 @@ class PatchSampler:
         self, entry: dict[str, Any], start: tuple[int, ...], size: tuple[int, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Read the region [start, start + size) with padding outside the volume (image -1, label 0)."""
-        image_map, label_map = self._arrays(entry)
-        shape = image_map.shape
-        src = tuple(slice(max(s, 0), min(s + c, n)) for s, c, n in zip(start, size, shape, strict=True))
-        dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
-        if all(d.start == 0 and d.stop == c for d, c in zip(dst, size, strict=True)):
-            return np.array(image_map[src], dtype=np.float32), np.array(label_map[src])
-        image = np.full(size, self.image_pad, dtype=np.float32)
-        label = np.zeros(size, dtype=label_map.dtype)
-        image[dst] = image_map[src]
-        label[dst] = label_map[src]
-        return image, label
+        return self._reader(entry).region(start, size)

@@ -145,3 +145,21 @@ def test_read_speed_smoke() -> None:
     result = json.loads(proc.stdout)
     assert result["shape"] == [24, 20, 8] and set(result["median_s"]) == {"nibabel", "ccq"}
     assert all(v > 0 for v in result["peak_rss_mib"].values())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from wait4 (Linux ru_maxrss)")
+def test_prepare_scale_smoke() -> None:
+    proc = run_script(str(BENCHMARKS / "prepare_scale.py"), "--slices", "12", "--size", "64", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    case = json.loads(proc.stdout.splitlines()[-1])["cases"]["12"]
+    assert case["shape"] == [8, 56, 56] and case["peak_rss_gib"] > 0.05 and case["cpu_seconds"] > 0
+    assert 0 < case["bytes_per_voxel"] < 1.5
+    assert case["crop_box"][1] != [0, 56] and case["crop_box"][2] != [0, 56]  # the air around the body is cropped
+
+
+def test_data_speed_smoke() -> None:
+    proc = run_script(str(BENCHMARKS / "data_speed.py"), "--cases", "1", "--shape", "40", "80", "80", "--seconds",
+                      "1", "--workers", "0", "--cold", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["cold"] is True and result["patches_per_s"]["0"] > 0 and result["cache_mib"] > 0

@@ -1,4 +1,4 @@
-"""`prepare_collection`: public raw layouts in, a resumable memory-mapped cache and a manifest out."""
+"""`prepare_collection`: public raw layouts in, a resumable compact cache and a manifest out."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_prepare_two_layouts_manifest_and_reader(tmp_path: Path) -> None:
     assert len(data.cases(split="train", task="kid")) == 2
     entry = data.case("organ", "org_1")
     image, label = data.image(entry), data.label(entry)
-    assert isinstance(image, np.memmap) and image.dtype == np.float32 and image.shape == tuple(entry["shape"])
+    assert image.dtype == np.float32 and image.shape == tuple(entry["shape"])  # the whole grid (format 2: decoded)
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2}
     locs = data.locations(entry, "tumor")
     assert locs.shape == (entry["foreground_voxels"]["tumor"], 3)
@@ -396,6 +396,26 @@ def test_a_failed_run_leaves_no_index_and_stale_index_files_do_not_bind(tmp_path
     make_kits(tmp_path / "raw", "kits19/data", n_labeled=1, n_unlabeled=0)
     summary = prepare_collection(collection(), tmp_path / "raw", out, PRE)  # the stale file describes no case
     assert summary.ok and json.loads((out / cache.PREPROCESSING_FILE).read_text())["spacing"] == list(PRE.spacing)
+
+
+def test_workers_that_would_run_out_of_memory_are_refused_before_any_case(tmp_path: Path, monkeypatch) -> None:
+    from ccq import limits
+    from ccq.data.prepare import BASE_MEMORY, estimate_memory
+
+    make_msd(tmp_path / "raw", "Task01_Organ", ["org_1", "org_2", "org_3"])
+    make_kits(tmp_path / "raw", "kits19/data", n_labeled=2, n_unlabeled=0)
+    image = tmp_path / "raw" / "Task01_Organ" / "imagesTr" / "org_1.nii.gz"
+    need = estimate_memory(image, image.parent.parent / "labelsTr" / "org_1.nii.gz", PRE)
+    assert BASE_MEMORY < need < BASE_MEMORY + 2**20  # 24 x 24 x 10 voxels: about the interpreter alone
+    monkeypatch.setattr(limits, "available_memory", lambda: int(2.5 * need))
+    out = tmp_path / "out"
+    expected = (
+        r"^--workers 3: preparing the 3 largest cases at once needs about .* GiB of memory \(the largest, "
+        r".*\), and .* GiB is available; expected --workers 2 or fewer"
+    )
+    with pytest.raises(CCQError, match=expected):
+        prepare_collection(collection(), tmp_path / "raw", out, PRE, workers=3)
+    assert not out.exists()  # refused before anything was written
 
 
 def test_task_grids_must_name_tasks_and_a_folder_keeps_its_grids(tmp_path: Path) -> None:

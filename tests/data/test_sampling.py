@@ -60,7 +60,7 @@ def write_prepared(root: Path, cases: dict[str, list[tuple[str, np.ndarray]]]) -
             image = np.where(label > 0, 162.5, -162.5) + np.linspace(0, 1, label.size).reshape(label.shape)
             aff = zyx_affine(PRE.spacing)
             case = prepare_case((image, aff), (label, aff), col.task(task_name), PRE, case_id=case_id)
-            cache.write_case(root, task_name, case_id, image=case.image, label=case.label,
+            cache.write_case(root, task_name, case_id, image=case.hu, label=case.label,
                              locations=case.locations, meta=case.meta)  # fmt: skip
             entries.append(case.meta)
     cache.write_index(root, col, PRE, entries)
