@@ -13,6 +13,10 @@ Layout of a prepared folder ``OUT``::
         fg_organ.npy           int32 [N, 3] (z, y, x) foreground voxels of the organ channel (a subsample)
         fg_tumor.npy           the same for the tumor channel (absent for an ignored channel)
         meta.json              geometry, crop box, foreground counts and boxes (the manifest entry)
+    OUT/cases/<dataset>/<case>/  a case of a dataset that labels several tasks (`ccq.data.prepare_shared`): the
+                               image and label once, ``fg_<task>_<channel>.npy`` per task, and a meta.json whose
+                               ``entries`` are its tasks' manifest entries (one per task; ``dataset`` and the
+                               shared ``path`` tell them apart from the others)
 
 The entry's ``shape`` is the whole working grid and every coordinate (``foreground_bbox``, the locations) is on
 it; only the voxels inside ``crop_box`` (``[[z0, z1], [y0, y1], [x0, x1]]``, end-exclusive) are stored. Outside
