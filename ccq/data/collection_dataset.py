@@ -88,9 +88,12 @@ def expand_datasets(data: Any) -> Any:
     """Collection data with every task that names a dataset completed from it (``layout``, ``folder``,
     ``labels``, ``split``); data without ``datasets`` is returned as it is. Errors are FieldErrors with the path
     (``tasks[2].folder: ...``), checked before the tasks themselves."""
-    if not isinstance(data, Mapping) or "datasets" not in data or not isinstance(data.get("tasks"), list | tuple):
+    if not isinstance(data, Mapping) or not isinstance(data.get("tasks"), list | tuple):
         return data
-    raw = data["datasets"]
+    named = any(isinstance(t, Mapping) and t.get("dataset") is not None for t in data["tasks"])
+    if "datasets" not in data and not named:
+        return data  # the plain form: every task with its own folder
+    raw = data.get("datasets")
     if raw is None:
         raw = []
     if not isinstance(raw, list | tuple):

@@ -112,6 +112,7 @@ def _broken(change) -> dict:
         (lambda d: d["datasets"][0].update(name="a/b"), "datasets[0].name: expected letters, digits"),
         (lambda d: d["tasks"][1].update(organ=[3]), "tasks[1].organ: value 3 is not in labels"),
         (lambda d: d.update(datasets={"name": "x"}), "datasets: expected a list of datasets"),
+        (lambda d: d.pop("datasets"), "tasks[0].dataset: expected one of the datasets (none), got 'abdomen'"),
     ],  # fmt: skip
 )
 def test_bad_datasets_are_one_line_errors_with_the_field_path(change, expected: str) -> None:
