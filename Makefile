@@ -24,6 +24,7 @@ demo: install
 # pytest exits 5 when it collects no test: treat that as a failure of the suite, not a pass.
 test: install
 	$(BIN)/ruff check ccq tests benchmarks
+	$(BIN)/ruff format --check ccq tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: install

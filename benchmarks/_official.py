@@ -137,8 +137,7 @@ def load_official_dodnet(src: str | Path, on_cuda: bool = False) -> Callable[...
             spec.loader.exec_module(module)
         except Exception as err:  # noqa: BLE001
             raise OfficialSourceError(
-                f"--official-dodnet-src {src}: importing {path.name} failed "
-                f"({type(err).__name__}: {_first_line(err)})"
+                f"--official-dodnet-src {src}: importing {path.name} failed ({type(err).__name__}: {_first_line(err)})"
             ) from err
     factory = getattr(module, "UNet3D", None)
     if factory is None:

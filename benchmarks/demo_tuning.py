@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ccq.data import phantom, phantom_anatomy
+from ccq.data import phantom, phantom_anatomy, phantom_shapes
 from ccq.data.phantom import generate_collection
 from ccq.data.prepare_run import prepare_collection
 from ccq.data.preprocessing import PreprocessingConfig
@@ -136,7 +136,7 @@ def main() -> None:
     spacing = tuple(args.spacing) if args.spacing else SPACING
     work = args.work.expanduser()
     # The generator's source is part of the key: editing the anatomy makes new phantoms.
-    source = Path(phantom_anatomy.__file__).read_bytes() + Path(phantom.__file__).read_bytes()
+    source = b"".join(Path(m.__file__).read_bytes() for m in (phantom_anatomy, phantom_shapes, phantom))
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     phantom_key = _key(args.seed, args.cases, args.test_cases, args.shape, hashlib.sha1(source).hexdigest(), tasks)
     phantom_dir = work / f"phantom-{phantom_key}"

@@ -48,8 +48,9 @@ SPACING = (0.8, 0.8, 2.5)
 def _ellipsoid(shape, centre, radii) -> np.ndarray:
     # Evaluated on the ellipsoid's own box only: a full-volume ogrid per shape would dominate the set-up time.
     out = np.zeros(shape, dtype=bool)
-    box = tuple(slice(max(int(c - r) - 1, 0), min(int(c + r) + 2, n)) for c, r, n in zip(centre, radii, shape,
-                                                                                       strict=True))
+    box = tuple(
+        slice(max(int(c - r) - 1, 0), min(int(c + r) + 2, n)) for c, r, n in zip(centre, radii, shape, strict=True)
+    )
     grid = np.ogrid[box]
     inside = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1.0
     out[box] = inside
@@ -149,8 +150,9 @@ def calibration(pred: np.ndarray, gt: np.ndarray, edt_s: float, kdtree_s: float)
     }
 
 
-def end_to_end(organ: tuple[np.ndarray, np.ndarray], tumor: tuple[np.ndarray, np.ndarray], repeats: int
-               ) -> dict[str, float]:
+def end_to_end(
+    organ: tuple[np.ndarray, np.ndarray], tumor: tuple[np.ndarray, np.ndarray], repeats: int
+) -> dict[str, float]:
     """Seconds for `evaluate_folder` on one liver case written as NIfTI (organ 1, tumour 2), per definition."""
     import nibabel as nib
 
@@ -176,12 +178,21 @@ def end_to_end(organ: tuple[np.ndarray, np.ndarray], tumor: tuple[np.ndarray, np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 160], help="Volume shape (file order).")
-    parser.add_argument("--medpy-shape", type=int, nargs=3, default=[256, 256, 80],
-                        help="Corner of the volume MedPy is timed on (0 0 0 skips MedPy).")
+    parser.add_argument(
+        "--medpy-shape",
+        type=int,
+        nargs=3,
+        default=[256, 256, 80],
+        help="Corner of the volume MedPy is timed on (0 0 0 skips MedPy).",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calibrate", action="store_true", help="Print the costs behind method='auto'.")
-    parser.add_argument("--end-to-end", action=argparse.BooleanOptionalAction, default=True,
-                        help="Also time evaluate_folder on one case written as NIfTI.")
+    parser.add_argument(
+        "--end-to-end",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Also time evaluate_folder on one case written as NIfTI.",
+    )
     parser.add_argument("--json", action="store_true", help="End with one JSON line of the figures.")
     args = parser.parse_args()
     shape = tuple(args.shape)
@@ -222,8 +233,14 @@ def main() -> None:
 
                 ours_s, mots = timed(lambda p=p, g=g: score_masks(p, g, "mots"), args.repeats)
                 medpy_s, ref = timed(lambda p=p, g=g: hd95(p, g, (1, 1, 1)), 1)
-                row["medpy"] = {"shape": list(args.medpy_shape), "ccq_s": ours_s, "medpy_s": medpy_s,
-                                "speedup": medpy_s / ours_s, "ccq_hd95": mots.hd95, "medpy_hd95": float(ref)}
+                row["medpy"] = {
+                    "shape": list(args.medpy_shape),
+                    "ccq_s": ours_s,
+                    "medpy_s": medpy_s,
+                    "speedup": medpy_s / ours_s,
+                    "ccq_hd95": mots.hd95,
+                    "medpy_hd95": float(ref),
+                }
                 print(f"    MedPy on {tuple(args.medpy_shape)}: ccq {ours_s:.3f} s, MedPy {medpy_s:.3f} s "
                       f"({medpy_s / ours_s:.0f}x); hd95 {mots.hd95:.6f} vs {float(ref):.6f}")  # fmt: skip
         results[name] = row
@@ -233,9 +250,11 @@ def main() -> None:
         timings = end_to_end(pairs["organ"], pairs["tumor"], args.repeats)
         timings["monai_organ_hd95_s"] = float(results["organ"]["monai_s"])  # type: ignore[arg-type]
         report["end_to_end"] = timings
-        print(f"one case from NIfTI (liver + tumour, reports written): standard {timings['standard_s']:.2f} s, "
-              f"mots {timings['mots_s']:.2f} s; MONAI's HD95 of the organ mask alone "
-              f"{timings['monai_organ_hd95_s']:.2f} s")
+        print(
+            f"one case from NIfTI (liver + tumour, reports written): standard {timings['standard_s']:.2f} s, "
+            f"mots {timings['mots_s']:.2f} s; MONAI's HD95 of the organ mask alone "
+            f"{timings['monai_organ_hd95_s']:.2f} s"
+        )
     if args.json:
         print(json.dumps(report))
 

@@ -4,11 +4,12 @@
         [--preset official] [--patch 32 96 96] [--repeats 5] [--threads 2] [--channels-last]
         [--no-dodnet] [--device cpu|cuda] [--batch 1] [--precision fp32|bf16] [--json]
 
-The measure (DESIGN §7): batch 1, input 1x1x32x96x96, `torch.set_num_threads(2)`, one training step =
-forward + loss + backward (no optimizer step), the median of --repeats steps after one warm-up step. The loss
-is DESIGN §3's Dice + BCE on a random binary target for both channels: for our models the training loss
-itself (`ccq.training.loss.partial_label_loss`, BCE on logits + soft Dice on the sigmoid); for the official
-DoDNet, which also returns logits, the same formula written out here; for the official CCQ, which returns
+The measure (the official reference speed, docs/architecture.md): batch 1, input 1x1x32x96x96,
+`torch.set_num_threads(2)`, one training step = forward + loss + backward (no optimizer step), the median of
+--repeats steps after one warm-up step. The loss is the official Dice + BCE (docs/architecture.md#training) on a
+random binary target for both channels: for our models the training loss itself
+(`ccq.training.loss.partial_label_loss`, BCE on logits + soft Dice on the sigmoid); for the official DoDNet,
+which also returns logits, the same formula written out here; for the official CCQ, which returns
 probabilities, BCE + soft Dice on those (mathematically the same loss). Forward-only time (eval mode,
 no_grad, the inference path) is measured too.
 
@@ -26,7 +27,7 @@ are). With --json the last line printed is one JSON object (ours_s, ours_peak_mb
 On a GPU (`--device cuda`) the official code runs as its authors wrote it (no CPU shim), every timed step
 ends with `torch.cuda.synchronize()`, the memory figures are the CUDA allocator's (`max_memory_allocated`, MB),
 and `--precision bf16` runs forward and loss under `torch.autocast(bfloat16)` for every model (the loss itself in
-float32: the official model's probabilities are cast up first). The GPU recipe of DESIGN §7 is
+float32: the official model's probabilities are cast up first). The official GPU recipe (batch 2, 64x192x192) is
 `--device cuda --batch 2 --patch 64 192 192`.
 Timings on a shared machine are noisy: compare figures of one run.
 """
@@ -123,7 +124,7 @@ def peak_rss_mb() -> float:
 
 
 def soft_dice_loss(prob: Any, target: Any) -> Any:
-    """DESIGN §3: 1 - 2*sum(p*t)/(sum(p)+sum(t)+1) per sample and channel over the patch, averaged."""
+    """The official soft Dice: 1 - 2*sum(p*t)/(sum(p)+sum(t)+1) per sample and channel over the patch, averaged."""
     dims = tuple(range(2, prob.dim()))
     inter = (prob * target).sum(dims)
     return (1 - 2 * inter / (prob.sum(dims) + target.sum(dims) + 1)).mean()
@@ -191,9 +192,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.synchronize()
         gpu_build = torch.cuda.memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
-    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
 
     def sync() -> None:
         if cuda:

@@ -50,8 +50,9 @@ def demo_data(root: Path, cases: int) -> Path:
     collection = generate_collection(root / "raw", cases_per_task=cases, test_cases_per_task=0, seed=0,
                                      tasks=options.tasks, shape=options.shape)  # fmt: skip
     patch = get_preset(get_train_preset("demo").model).patch_size
-    summary = prepare_collection(collection, None, root / "prepared", PreprocessingConfig(spacing=SPACING,
-                                                                                          patch_size=patch))
+    summary = prepare_collection(
+        collection, None, root / "prepared", PreprocessingConfig(spacing=SPACING, patch_size=patch)
+    )
     if not summary.ok:
         raise SystemExit(summary.report())
     return root / "prepared"
@@ -89,15 +90,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=("demo", "official"), default="demo")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--precision", nargs="+", default=None,
-                        help="precisions to time (default: fp32 on the CPU; fp32 and bf16 on CUDA)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=None,
+        help="precisions to time (default: fp32 on the CPU; fp32 and bf16 on CUDA)",
+    )
     parser.add_argument("--iterations", type=int, default=None, help="timed iterations (demo 20, official 30)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: the preset's)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--cases", type=int, default=4, help="cases (per task for demo) in the synthetic data")
-    parser.add_argument("--shape", type=int, nargs=3, default=(96, 256, 256), metavar=("D", "H", "W"),
-                        help="official: synthetic volume shape on the 1.5x0.8x0.8 mm grid")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=(96, 256, 256),
+        metavar=("D", "H", "W"),
+        help="official: synthetic volume shape on the 1.5x0.8x0.8 mm grid",
+    )
     parser.add_argument("--data", type=Path, default=None, help="a prepared folder to use instead")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -1,8 +1,9 @@
 """`ccq demo`: the whole path on synthetic data in a few minutes on a CPU, through the same commands a user runs.
 
 `ccq phantom` -> `ccq prepare` -> `ccq train --preset demo` -> `ccq predict --tasks all` on the held-out test
-phantoms -> `ccq evaluate` -> a Table 1-style table, ``DIR/report.md`` and ``DIR/summary.json``. Each command is
-printed before it runs (and listed in the report), so the demo doubles as a copyable tutorial.
+phantoms -> `ccq evaluate` -> a Table 1-style table, ``DIR/report.md`` and ``DIR/summary.json``. Each step calls
+the command's library function (`ccq.commands`) and prints first the equivalent command line, derived from the
+options (and lists it in the report), so the demo doubles as a copyable tutorial.
 
 The output folder::
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from ccq.errors import CCQError
 from ccq.utils import fs
+from ccq.utils.command_line import command_line, quoted
 
 MARKER = ".ccq-demo.json"
 PHANTOM_SPACING = (2.0, 1.5, 1.5)
@@ -114,16 +116,13 @@ def _claim_out_dir(out: Path, entries: Sequence[str]) -> None:
     fs.write_json_atomic(out / MARKER, {"generator": "ccq demo", "entries": list(entries)})
 
 
-def _ccq(args: list[str], echo: Callable[[str], None], commands: list[str]) -> None:
-    """Run one `ccq` command in this process, exactly as the console would (printed first, recorded)."""
-    import shlex
-
-    from ccq.cli import app
-
-    line = "ccq " + " ".join(shlex.quote(a) for a in args)
+def _ccq(command: str, options: Any, run: Callable[..., Any], echo: Callable[..., None], commands: list[str]) -> Any:
+    """Run one command's library function (`ccq.commands`) in this process, printing and recording first the
+    `ccq` command line that does the same (derived from the options, `ccq.utils.command_line`)."""
+    line = quoted(command_line(command, options))
     commands.append(line)
     echo(f"$ {line}")
-    app(args, standalone_mode=False)
+    return run(options, echo=echo)
 
 
 def _link_test_images(collection, folder: Path) -> int:
@@ -154,8 +153,13 @@ def _dice_by_task(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoResult:
     """Run the whole demo into ``options.out``; see the module docstring."""
+    from ccq.commands.evaluate import EvaluateOptions, run_evaluate
+    from ccq.commands.phantom import PhantomOptions, run_phantom
+    from ccq.commands.prepare import PrepareOptions, run_prepare
+    from ccq.commands.train import TrainOptions, run_train
     from ccq.data.collection import load_collection
     from ccq.demo_report import comparison_table, write_report
+    from ccq.inference.runner import PredictOptions, run_predict
     from ccq.models import get_preset
     from ccq.training.config import get_train_preset
 
@@ -173,7 +177,6 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
     start = time.perf_counter()
     stages: dict[str, float] = {}
     commands: list[str] = []
-    progress = [] if options.progress else ["--no-progress"]
 
     def stage(name: str, began: float) -> None:
         stages[name] = time.perf_counter() - began
@@ -182,9 +185,11 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
     echo(f"[1/5] synthetic CT: {len(options.tasks)} partially labeled tasks x {options.cases} cases "
          f"({options.test_cases} held out for testing)")  # fmt: skip
     began = time.perf_counter()
-    _ccq(["phantom", "--out", str(out / "phantom"), "--cases", str(options.cases), "--test-cases",
-          str(options.test_cases), "--seed", str(options.seed), "--tasks", ",".join(options.tasks),
-          "--shape", *map(str, options.shape)], echo, commands)  # fmt: skip
+    phantom = PhantomOptions(
+        out=out / "phantom", cases=options.cases, test_cases=options.test_cases, seed=options.seed,
+        tasks=tuple(options.tasks), shape=tuple(options.shape),
+    )  # fmt: skip
+    _ccq("phantom", phantom, run_phantom, echo, commands)
     collection = load_collection(out / "phantom" / "collection.yaml")
     stage("phantom", began)
 
@@ -193,8 +198,12 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
     began = time.perf_counter()
     fs.write_text_atomic(out / "preprocessing.yaml",
                          f"spacing: {list(SPACING)}\npatch_size: {list(patch)}\n")  # fmt: skip
-    _ccq(["prepare", "--collection", str(out / "phantom" / "collection.yaml"), "--preprocessing",
-          str(out / "preprocessing.yaml"), "--out", str(out / "prepared"), *progress], echo, commands)  # fmt: skip
+    prepare = PrepareOptions(
+        out=out / "prepared", collection=str(out / "phantom" / "collection.yaml"),
+        preprocessing=out / "preprocessing.yaml", progress=options.progress,
+    )  # fmt: skip
+    if not _ccq("prepare", prepare, run_prepare, echo, commands).ok:
+        raise CCQError(f"demo: preparing the phantoms in {out / 'phantom'} failed (see above)")
     stage("prepare", began)
 
     model_dirs: dict[str, Path] = {}
@@ -203,9 +212,11 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
         echo(f"[3/5] train {label} (model preset {preset!r}, {iterations} iterations)")
         began = time.perf_counter()
         run_dir = out / f"run{suffix}"
-        _ccq(["train", "--preset", "demo", "--set", f"model={preset}", "--data", str(out / "prepared"), "--out",
-              str(run_dir), "--seed", str(options.seed), "--iterations", str(iterations), "--device", options.device,
-              *progress], echo, commands)  # fmt: skip
+        train = TrainOptions(
+            out=run_dir, preset="demo", set_fields=(f"model={preset}",), data=out / "prepared", seed=options.seed,
+            iterations=iterations, device=options.device, progress=options.progress,
+        )  # fmt: skip
+        _ccq("train", train, run_train, echo, commands)
         best = run_dir / "best"
         model_dirs[label] = out / f"model{suffix}"
         shutil.copytree(best if best.is_dir() else run_dir / "last", model_dirs[label])
@@ -219,17 +230,20 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
         began = time.perf_counter()
         # --no-tta: the demo trains without flips (anatomy is not mirror-symmetric), so flipped windows would
         # only blur its predictions; `ccq predict` turns the official flip TTA on by default on a GPU.
-        _ccq(["predict", "-i", str(out / "test-images"), "-o", str(out / f"predictions{suffix}"), "--model",
-              str(model_dir), "--tasks", "all", "--device", options.device, "--no-tta", *progress],
-             echo, commands)  # fmt: skip
+        predict = PredictOptions(
+            input_path=out / "test-images", output=out / f"predictions{suffix}", model=model_dir, tasks=("all",),
+            device=options.device, tta=False, progress=options.progress,
+        )  # fmt: skip
+        _ccq("predict", predict, run_predict, echo, commands)
         stage(f"predict {label}", began)
         echo(f"[5/5] evaluate {label} against the phantoms' labels ({DICE_DEFINITION} definition)")
         began = time.perf_counter()
         evaluation = out / f"evaluation{suffix}"
-        overlays = ["--overlays"] if label == "CCQ" else []
-        _ccq(["evaluate", "--collection", str(out / "phantom" / "collection.yaml"), "--pred",
-              str(out / f"predictions{suffix}"), "--gt", str(out / "phantom"), "--cases", "test", "--definition",
-              DICE_DEFINITION, "--out", str(evaluation), *overlays, "--no-progress"], echo, commands)  # fmt: skip
+        evaluate = EvaluateOptions(
+            pred=out / f"predictions{suffix}", gt=out / "phantom", collection=str(out / "phantom" / "collection.yaml"),
+            cases="test", definition=DICE_DEFINITION, out=evaluation, overlays=label == "CCQ", progress=False,
+        )  # fmt: skip
+        _ccq("evaluate", evaluate, run_evaluate, echo, commands)
         summaries[label] = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
         stage(f"evaluate {label}", began)
     model_dir = model_dirs["CCQ"]

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.checkpoint.sniff import describe_foreign_file, read_json_object, sniff_file
 from ccq.checkpoint.swap import aside_path as _aside_path  # noqa: F401 (where a killed save leaves the old one)
 from ccq.checkpoint.swap import fsync_dir as _fsync_dir
@@ -26,6 +26,8 @@ from ccq.checkpoint.swap import recover_interrupted as _recover_interrupted
 from ccq.checkpoint.swap import remove_stale_siblings as _remove_stale_siblings
 from ccq.checkpoint.swap import swap_in as _swap_in
 from ccq.checkpoint.weights import check_state_dict, check_values
+from ccq.checkpoint.weights import tensors_for_saving as _tensors_for_saving
+from ccq.checkpoint.weights import unwrap_model as _unwrap
 from ccq.errors import CCQError
 from ccq.utils import fs
 
@@ -35,22 +37,6 @@ if TYPE_CHECKING:
     from ccq.data.collection import Collection
     from ccq.data.preprocessing import PreprocessingConfig
     from ccq.models.config import ModelConfig
-
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "FORMAT_VERSION",
-    "META_NAME",
-    "WEIGHTS_NAME",
-    "CheckpointMeta",
-    "LoadedCheckpoint",
-    "check_replaceable",
-    "copy_checkpoint",
-    "is_checkpoint_dir",
-    "load_checkpoint",
-    "read_checkpoint_meta",
-    "resolve_model_path",
-    "save_checkpoint",
-]
 
 CHECKPOINT_FORMAT = "ccq-checkpoint"
 FORMAT_VERSION = 1
@@ -172,49 +158,9 @@ def _assemble(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def _ccq_version() -> str:
-    from ccq import __version__
+    from ccq._version import __version__
 
     return __version__
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare model inside DistributedDataParallel / DataParallel / torch.compile wrappers.
-
-    Their state-dict keys carry `module.` / `_orig_mod.` prefixes that the rebuilt model would not have.
-    """
-    import torch
-
-    while True:
-        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-            model = model.module
-            continue
-        inner = getattr(model, "_orig_mod", None)
-        if isinstance(inner, torch.nn.Module):
-            model = inner
-            continue
-        return model
-
-
-def _tensors_for_saving(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """CPU, contiguous tensors with no two sharing memory (safetensors refuses shared or strided storage)."""
-    import torch
-
-    out: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"save_checkpoint: state-dict entry {key!r} is a {type(value).__name__}, not a tensor")
-        tensor = value.detach().to("cpu").contiguous()
-        ptr = tensor.untyped_storage().data_ptr()
-        if ptr in seen:
-            # Tied weights or views of one buffer: each gets its own copy; loading restores the tie because
-            # load_state_dict copies into the module's (shared) parameters.
-            tensor = tensor.clone()
-            ptr = tensor.untyped_storage().data_ptr()
-        if tensor.numel():
-            seen.add(ptr)
-        out[key] = tensor
-    return out
 
 
 def check_replaceable(path: str | os.PathLike[str]) -> None:

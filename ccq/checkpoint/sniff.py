@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.errors import CCQError
 
 # Pickle protocols 2-5 start with the PROTO opcode 0x80 followed by the protocol number; torch.save's legacy

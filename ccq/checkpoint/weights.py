@@ -1,4 +1,5 @@
-"""Checks on a checkpoint's weights before they are loaded into the model they claim to fit.
+"""A checkpoint's weights: the tensors a save writes, and the checks before they are loaded into the model they
+claim to fit.
 
 Every missing, unexpected or wrongly shaped tensor is named in one line (load_state_dict's own error is many
 lines), and so is any tensor whose values cannot be weights: integers or booleans where the model has floating
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ccq.errors import CCQError
 
@@ -71,3 +72,43 @@ def listing(items: list[str], limit: int = _MAX_KEYS_IN_MESSAGE) -> str:
     shown = ", ".join(items[:limit])
     more = len(items) - limit
     return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model inside DistributedDataParallel / DataParallel / torch.compile wrappers.
+
+    Their state-dict keys carry `module.` / `_orig_mod.` prefixes that the rebuilt model would not have.
+    """
+    import torch
+
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+            continue
+        inner = getattr(model, "_orig_mod", None)
+        if isinstance(inner, torch.nn.Module):
+            model = inner
+            continue
+        return model
+
+
+def tensors_for_saving(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors with no two sharing memory (safetensors refuses shared or strided storage)."""
+    import torch
+
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"save_checkpoint: state-dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        tensor = value.detach().to("cpu").contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen:
+            # Tied weights or views of one buffer: each gets its own copy; loading restores the tie because
+            # load_state_dict copies into the module's (shared) parameters.
+            tensor = tensor.clone()
+            ptr = tensor.untyped_storage().data_ptr()
+        if tensor.numel():
+            seen.add(ptr)
+        out[key] = tensor
+    return out

@@ -20,12 +20,8 @@ def convert_official(
             show_default=False,
         ),
     ],
-    out: Annotated[
-        Path, typer.Argument(help="ccq checkpoint directory to write.", metavar="OUT", show_default=False)
-    ],
-    preset: Annotated[
-        str, typer.Option(help="Model preset of the weights (official, dodnet, ...).")
-    ] = "official",
+    out: Annotated[Path, typer.Argument(help="ccq checkpoint directory to write.", metavar="OUT", show_default=False)],
+    preset: Annotated[str, typer.Option(help="Model preset of the weights (official, dodnet, ...).")] = "official",
     patch: Annotated[
         tuple[int, int, int],
         typer.Option(help="Patch size D H W the model was trained with; it sizes the positional embedding."),
@@ -41,9 +37,7 @@ def convert_official(
             "1.5 mm for DoDNet, slices first); paper: every task at 1.5 x 0.8 x 0.8 mm, ccq's canonical axes."
         ),
     ] = "official",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace OUT if it is already a checkpoint.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it is already a checkpoint.")] = False,
 ) -> None:
     """Convert an official CCQ (or DoDNet) checkpoint to a ccq checkpoint directory (safetensors + JSON).
 

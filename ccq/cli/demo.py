@@ -19,13 +19,15 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the phantoms and of training.")] = 0,
     iterations: Annotated[
         int | None,
-        typer.Option("--iterations", min=1, help="Training iterations (default: the demo preset's).",
-                     show_default=False),
+        typer.Option(
+            "--iterations", min=1, help="Training iterations (default: the demo preset's).", show_default=False
+        ),
     ] = None,
     compare: Annotated[
         str | None,
-        typer.Option("--compare", help="Also train this baseline at the same size and compare: dodnet.",
-                     show_default=False),
+        typer.Option(
+            "--compare", help="Also train this baseline at the same size and compare: dodnet.", show_default=False
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,

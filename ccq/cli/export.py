@@ -11,25 +11,33 @@ import typer
 def export(
     model: Annotated[
         Path,
-        typer.Option("--model", "-m", help="ccq checkpoint directory (or a training run: its best/ checkpoint).",
-                     show_default=False),
+        typer.Option(
+            "--model",
+            "-m",
+            help="ccq checkpoint directory (or a training run: its best/ checkpoint).",
+            show_default=False,
+        ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="File to write (e.g. liver.onnx); FILE.json is written beside it.",
-                           show_default=False)
+        Path,
+        typer.Option(
+            "--out", "-o", help="File to write (e.g. liver.onnx); FILE.json is written beside it.", show_default=False
+        ),
     ],
     fmt: Annotated[
         str | None,
-        typer.Option("--format", "-f", help="onnx or torchscript; default: from FILE's suffix (.onnx, .pt, .ts).",
-                     show_default=False),
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx or torchscript; default: from FILE's suffix (.onnx, .pt, .ts).",
+            show_default=False,
+        ),
     ] = None,
     task: Annotated[
         str,
         typer.Option("--task", "-t", help="A task name of the checkpoint's collection (e.g. liver), or 'all'."),
     ] = "all",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace FILE and FILE.json if they exist.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE and FILE.json if they exist.")] = False,
 ) -> None:
     """Export a trained network with its task fixed: one window of the preprocessed CT in, logits out.
 

@@ -64,27 +64,15 @@ def prepare(
     Writes OUT/manifest.json, OUT/collection.json, OUT/preprocessing.json and one folder per case. Running
     the same command again skips finished cases, so an interrupted run simply resumes.
     """
-    from ccq.data.collection import load_collection
-    from ccq.data.prepare_run import prepare_collection, read_folders_file
-    from ccq.data.preprocessing import OFFICIAL_PREPROCESSING
+    from ccq.commands.prepare import PrepareOptions, run_prepare
     from ccq.errors import CCQError
 
-    tasks = load_collection(collection)
-    config = OFFICIAL_PREPROCESSING if preprocessing is None else read_preprocessing_file(preprocessing)
-    mapping = None if folders is None else read_folders_file(folders, tasks)
-    only = None if only_tasks is None else [name.strip() for name in only_tasks.split(",") if name.strip()]
+    only = None if only_tasks is None else tuple(name.strip() for name in only_tasks.split(",") if name.strip())
     if only is not None and not only:
         raise CCQError(f"--tasks {only_tasks!r}: expected task names, comma-separated")
-    summary = prepare_collection(
-        tasks, raw, out, config, workers=workers, keep_going=keep_going, folders=mapping, progress=progress,
-        tasks=only,
+    options = PrepareOptions(
+        out=out, collection=collection, raw=raw, preprocessing=preprocessing, workers=workers,
+        keep_going=keep_going, folders=folders, only_tasks=only, progress=progress,
     )  # fmt: skip
-    typer.echo(summary.report())
-    if not summary.ok:
+    if not run_prepare(options, echo=typer.echo).ok:
         raise typer.Exit(1)
-
-
-def read_preprocessing_file(path: Path):  # -> PreprocessingConfig (import kept lazy for a fast --help)
-    from ccq.data.preprocessing import load_preprocessing
-
-    return load_preprocessing(path)

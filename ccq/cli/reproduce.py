@@ -14,8 +14,9 @@ def reproduce(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (rerun to continue).", show_default=False)],
     budget: Annotated[
         int | None,
-        typer.Option("--budget", min=1, help="Training iterations per row (default: the training preset's).",
-                     show_default=False),
+        typer.Option(
+            "--budget", min=1, help="Training iterations per row (default: the training preset's).", show_default=False
+        ),
     ] = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="GPUs per row (>1: torchrun, DDP).")] = 1,
     size: Annotated[str, typer.Option("--size", help="Model size: official, demo or tiny.")] = "official",
@@ -24,8 +25,9 @@ def reproduce(
     ] = "official",
     rows: Annotated[
         str | None,
-        typer.Option("--rows", help="Comma-separated row keys to run (default: all), e.g. official,dodnet.",
-                     show_default=False),
+        typer.Option(
+            "--rows", help="Comma-separated row keys to run (default: all), e.g. official,dodnet.", show_default=False
+        ),
     ] = None,
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="8-way flip test-time augmentation.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",

@@ -14,7 +14,8 @@ def summary(
     preset: str = typer.Option(
         "official",
         "--preset",
-        help="Model preset: official, dodnet, demo, tiny, or BASE+ABLATION (e.g. official+no-cat).",
+        help="Model preset (the network and its sizes; `ccq train --preset` names a training preset instead): "
+        "official, dodnet, demo, tiny, or BASE+ABLATION (e.g. official+no-cat).",
     ),
     patch: tuple[int, int, int] | None = typer.Option(
         None,

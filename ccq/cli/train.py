@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 _RESUME_HELP = "Continue the run in --out from its last/ checkpoint (exactly: optimizer, RNG and data position)."
-
-
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs (VALUE read as YAML: 0.5, true, [1, 2], null) into a nested mapping; ``a.b=1``
-    sets field b of the section a (e.g. sampling.foreground_fraction=0.5, model_overrides.dim=128)."""
-    import yaml
-
-    from ccq.errors import CCQError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise CCQError(f"--set {item!r}: expected KEY=VALUE, e.g. --set batch_size=4")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise CCQError(f"--set {item!r}: the value {text!r} is not valid YAML") from None
-        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; a learning rate is written so
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise CCQError(f"--set {item!r}: {part} was already given a value")
-        node[leaf] = value
-    return out
 
 
 def train(
@@ -59,7 +27,13 @@ def train(
     ] = None,
     preset: Annotated[
         str | None,
-        typer.Option("--preset", help="Training preset: official or demo [default: official].", show_default=False),
+        typer.Option(
+            "--preset",
+            help="Training preset (optimizer, schedule, iterations, sampling, and "
+            "the model preset it trains, which --set model=NAME changes; `ccq summary --preset` "
+            "names a model preset): official or demo (default: official).",
+            show_default=False,
+        ),
     ] = None,
     config: Annotated[
         Path | None,
@@ -164,56 +138,22 @@ def train(
     torchrun, e.g. `torchrun --nproc_per_node 4 -m ccq train ...`. Ctrl-C or SIGTERM saves OUT/last/ and exits
     (code 130 / 143); `--resume` continues it.
     """
-    from ccq.errors import CCQError
-    from ccq.training.config import TrainConfig, get_train_preset, load_train_config
-    from ccq.training.resume import read_run_record, resumed_config
-    from ccq.training.trainer import Trainer, TrainingInterrupted
+    from ccq.commands.train import TrainOptions, run_train
+    from ccq.training.signals import TrainingInterrupted
 
-    given = {
-        "iterations": iterations, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-        "precision": precision, "channels_last": channels_last, "compile": compile_model,
-        "activation_checkpointing": activation_checkpointing, "num_workers": num_workers,
-        # Paths absolute: config.json must name the same folders when read from elsewhere (--resume, --config).
-        "init_from": None if init_from is None else str(init_from.expanduser().resolve()),
-        "replay": None if replay is None else str(replay.expanduser().resolve()), "replay_share": replay_share,
-        "freeze": None if freeze is None else [part.strip() for part in freeze.split(",") if part.strip()],
-    }  # fmt: skip
-    changes: dict[str, Any] = {**_parse_set(set_fields or []), **{k: v for k, v in given.items() if v is not None}}
-    if resume:
-        if preset is not None or config is not None:
-            raise CCQError("--resume: the run's recorded configuration is used; drop --preset / --config")
-        record = read_run_record(out)
-        resolved = resumed_config(record, changes)
-        data = data if data is not None else Path(record["data"])
-    else:
-        if data is None:
-            raise CCQError("--data: missing; give the prepared folder written by `ccq prepare`")
-        base = get_train_preset(preset or "official")
-        resolved = load_train_config(config, base) if config is not None else base
-        if changes:
-            resolved = TrainConfig.from_dict(changes, base=resolved)
-    if replay_share is not None and resolved.replay is None:
-        raise CCQError("--replay-share: needs --replay (the prepared folder of the old tasks' data)")
-    trainer = Trainer(resolved, data, out, progress=progress, echo=typer.echo, resume=resume)
-    if trainer.dist.is_main:
-        ranks = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
-        typer.echo(
-            f"training {trainer.model_config.arch} (model preset {resolved.model!r}) for {resolved.iterations} "
-            f"iterations on {trainer.device}{ranks} ({trainer.precision.name}): {len(trainer.split.train)} "
-            f"training cases, {len(trainer.split.val)} held out for validation -> {out}"
-        )
-        if resolved.replay is not None:
-            typer.echo(f"replay: {resolved.replay_share:.0%} of the samples from {resolved.replay}")
+    options = TrainOptions(
+        out=out, preset=preset, config=config, set_fields=tuple(set_fields or ()), data=data, resume=resume,
+        iterations=iterations, batch_size=batch_size, lr=lr, seed=seed, device=device, precision=precision,
+        channels_last=channels_last, compile_model=compile_model, activation_checkpointing=activation_checkpointing,
+        num_workers=num_workers, init_from=init_from, replay=replay, replay_share=replay_share,
+        freeze=None if freeze is None else tuple(part.strip() for part in freeze.split(",") if part.strip()),
+        progress=progress,
+    )  # fmt: skip
     try:
-        result = trainer.fit()
+        run_train(options, echo=typer.echo)
     except TrainingInterrupted as stop:
-        if trainer.dist.is_main:
+        from ccq.training.distributed import context_from_env
+
+        if context_from_env().is_main:
             typer.echo(str(stop), err=True)
         raise typer.Exit(code=128 + stop.signum) from None
-    if not trainer.dist.is_main:
-        return
-    state = result.state
-    minutes = state.seconds / 60
-    typer.echo(f"done: {state.iteration} iterations in {minutes:.1f} min; last checkpoint {result.last}")
-    if result.best is not None and state.best_score is not None:
-        typer.echo(f"best validation Dice {state.best_score:.4f} at iteration {state.best_iteration}: {result.best}")

@@ -1,4 +1,4 @@
-"""Training-time augmentation of one patch (the official list, DESIGN §3), on CPU with numpy/scipy/torch.
+"""Training-time augmentation of one patch (the official list: docs/architecture.md#training), on the CPU.
 
 Each sample first draws a small `AugmentationPlan` (which transforms fire, with which parameters) from its own
 random generator, then `apply_plan` executes it. Keeping the two apart makes the stream reproducible from

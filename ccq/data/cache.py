@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data.chunked import ChunkedArray, write_chunked
 from ccq.data.collection import CHANNELS, Collection
 from ccq.data.preprocessing import PreprocessingConfig

@@ -31,7 +31,7 @@ from pathlib import Path
 import blosc
 import numpy as np
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.errors import CCQError
 
 # One thread: loader workers are forked processes (a thread pool made before a fork deadlocks after it), and each

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data.collection_task import TaskSpec
 from ccq.errors import CCQError
 from ccq.utils.fs import check_name

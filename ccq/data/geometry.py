@@ -32,7 +32,7 @@ import scipy.ndimage as ndi
 import torch
 from nibabel import orientations as nio
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data.nifti_file import read_nifti_file
 from ccq.errors import CCQError
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from nibabel import orientations as nio
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data import geometry
 from ccq.data.geometry import CanonicalInfo
 from ccq.utils.config import Config

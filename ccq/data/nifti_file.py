@@ -27,7 +27,7 @@ from nibabel.imageglobals import logger as nibabel_logger
 from nibabel.openers import ImageOpener
 from nibabel.volumeutils import apply_read_scaling
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.errors import CCQError
 
 _CHUNK = 1 << 24

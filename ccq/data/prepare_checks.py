@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data import cache
 from ccq.data.prepare import estimate_memory
 from ccq.data.preprocessing import PreprocessingConfig

@@ -16,22 +16,14 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data import cache
 from ccq.data.collection import Collection
 from ccq.data.collection_dataset import expand_datasets
+from ccq.data.dataset_folders import with_folders
 from ccq.data.prepare import prepare_case
 from ccq.data.prepare_checks import check_format, check_workers_memory
-from ccq.data.prepare_plan import (  # noqa: F401 (read_folders_file, with_folders ... are imported from here)
-    OFFICIAL_FOLDERS,
-    OFFICIAL_FOLDERS_NAME,
-    PrepareSummary,
-    _Job,
-    _plan,
-    official_folders,
-    read_folders_file,
-    with_folders,
-)
+from ccq.data.prepare_plan import PrepareSummary, _Job, _plan
 from ccq.data.prepare_shared import check_shared_grids, prepare_shared_case
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.data.workers import init_worker

@@ -136,7 +136,7 @@ def official_data_path(
 def load_preprocessing(path: str | Path, what: str = "--preprocessing") -> PreprocessingConfig:
     """A preprocessing from a JSON/YAML file of `PreprocessingConfig` fields, or from a checkpoint folder (the
     ``preprocessing`` of its checkpoint.json: the grids a model works on); every problem is one line naming it."""
-    from ccq import limits
+    import ccq.limits as limits
     from ccq.data.collection_io import parse_collection_text
     from ccq.errors import CCQError
 

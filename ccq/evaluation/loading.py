@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data import geometry
 from ccq.data import grid as working
 from ccq.data.collection import TaskSpec

@@ -1,7 +1,7 @@
 """Dice between binary masks (HD95 is in :mod:`ccq.evaluation.surface`, both together in
 :mod:`ccq.evaluation.scoring`).
 
-Two Dice definitions, chosen by name (DESIGN §5):
+Two Dice definitions, chosen by name (docs/architecture.md#inference-and-evaluation):
 
 * ``"mots"`` — as the paper's evaluation computes it: ``2|A∩B| / (|A| + |B| + 1)``. The +1 makes two empty
   masks score 0 and pulls every score slightly below the true Dice (by ~1/(|A|+|B|), negligible on organs).

@@ -1,4 +1,4 @@
-"""Dice and HD95 of one structure in one case, under a named definition (DESIGN §5).
+"""Dice and HD95 of one structure in one case, under a named definition (docs/architecture.md#inference-and-evaluation).
 
 ``"mots"`` — as the paper's evaluation scores MOTS: Dice ``2|A∩B| / (|A| + |B| + 1)``; HD95 as MedPy's ``hd95``
 (`ccq.evaluation.surface.hd95_pooled`) with spacing (1, 1, 1), i.e. in voxels of the working grid (the caller

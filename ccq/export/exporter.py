@@ -203,7 +203,7 @@ def _require_onnx() -> None:
 
 
 def _versions() -> dict[str, str]:
-    from ccq import __version__
+    from ccq._version import __version__
 
     return {"ccq": __version__, "torch": torch.__version__.split("+")[0]}
 

@@ -1,4 +1,6 @@
-"""Task-specific clean-up of the thresholded masks: the official CCQ rules (DESIGN §5) as a named preset.
+"""Task-specific clean-up of the thresholded masks: the official CCQ rules as a named preset.
+
+The rules, and where they come from: docs/architecture.md#inference-and-evaluation.
 
 The official evaluation (``postp_save.py`` of the authors' code) works on label maps on the 1.5 x 0.8 x 0.8 mm grid
 with thresholds in voxels of that grid. Here each rule is data (`TaskRule`) with its thresholds in millilitres and
@@ -73,7 +75,9 @@ PRESETS: dict[str, Mapping[str, TaskRule]] = {
     "official": {
         "liver": _ORGAN_THEN_SMALL_TUMORS,
         "kidney": TaskRule(
-            largest_tumor_max_distance_mm=200 * _VOXEL_MM, organ_components=2, tumor_within_organ=True,
+            largest_tumor_max_distance_mm=200 * _VOXEL_MM,
+            organ_components=2,
+            tumor_within_organ=True,
             tumor_components=1,
         ),  # fmt: skip
         "hepatic_vessel": TaskRule(

@@ -16,26 +16,27 @@ from ccq.errors import CCQError, Interrupted
 from ccq.io import CaseInput, IntensityWarning, find_cases, read_case
 from ccq.io.inputs import probe_case
 from ccq.utils import fs
+from ccq.utils.command_line import flag
 
 
 @dataclass(frozen=True)
 class PredictOptions:
     """What ``ccq predict`` was asked (see its --help)."""
 
-    input_path: Path
-    output: Path
-    model: Path
-    tasks: tuple[str, ...] = ("all",)
-    series: str | None = None
-    device: str = "auto"
-    tta: bool | None = None
-    overlap: float = 0.5
-    postprocess: str = "official"
-    save_probabilities: bool = False
-    overlays: bool = False
-    batch_size: int = 1
-    overwrite: bool = False
-    progress: bool = True
+    input_path: Path = flag("-i")
+    output: Path = flag("-o")
+    model: Path = flag("--model")
+    tasks: tuple[str, ...] = flag("--tasks", ("all",), spelling="repeat")
+    series: str | None = flag("--series", None)
+    device: str = flag("--device", "auto")
+    tta: bool | None = flag("--tta", None, negative="--no-tta")
+    overlap: float = flag("--overlap", 0.5)
+    postprocess: str = flag("--postprocess", "official")
+    save_probabilities: bool = flag("--save-probabilities", False)
+    overlays: bool = flag("--overlays", False)
+    batch_size: int = flag("--batch-size", 1)
+    overwrite: bool = flag("--overwrite", False)
+    progress: bool = flag("--progress", True, negative="--no-progress")
 
 
 def structure_names(specs: list[TaskSpec]) -> dict[tuple[str, str], str]:

@@ -1,4 +1,5 @@
-"""Sliding-window prediction of whole prepared volumes (DESIGN §5): Gaussian-weighted windows at 50% overlap.
+"""Sliding-window prediction of whole prepared volumes: Gaussian-weighted windows at 50% overlap (the official
+settings: docs/architecture.md#inference-and-evaluation).
 
 `sliding_window` places the windows and stitches what a window function gives for them (a batch of windows
 [N, 1, d, h, w] -> probabilities [N, C, d, h, w], the contract of MONAI's ``sliding_window_inference``): a ccq

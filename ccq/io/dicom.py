@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.errors import CCQError
 from ccq.io.image import ImageVolume, IntensityWarning, check_volume
 

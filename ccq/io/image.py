@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.errors import CCQError
 
 AIR_BELOW_HU = -500.0

@@ -1,4 +1,4 @@
-"""The CCQ network assembled from its parts (DESIGN §2)."""
+"""The CCQ network assembled from its parts (Fig. 2 of the paper; docs/architecture.md#the-network)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ BASELINE_ARCHS: tuple[str, ...] = get_args(BaselineArch)
 class ModelConfig(Config):
     """Every width, depth and switch of CCQ and of the DoDNet baseline.
 
-    Defaults are the official CCQ (DESIGN §2); presets in `ccq.models.presets` name the variants.
+    Defaults are the official CCQ (docs/architecture.md#the-network); presets in `ccq.models.presets` name the variants.
     """
 
     arch: Arch = "ccq"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -10,7 +12,7 @@ from ccq.models.fused import norm_act_conv, upsample2
 from ccq.models.layers import ResBlock, activation_slope, conv_weight, make_conv
 
 
-def _grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
+def grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
     """[G*B, ...] -> [G, B, ...] (group-major batch layout used for branches and tasks)."""
     return x.view(groups, x.shape[0] // groups, *x.shape[1:])
 
@@ -63,7 +65,7 @@ class SkipGate(nn.Module):
         s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w_s, None, 1, pad)
         # The upsampled U is recomputed from the 8x smaller low-resolution input in backward, not kept.
         u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad, source=low)
-        return (_grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
+        return (grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
 
     def forward(self, skip: torch.Tensor, low: torch.Tensor, groups: int) -> torch.Tensor:
         """skip S: [B, C, D, H, W]; low: [G*B, C, D/2, H/2, W/2] group-major, the decoder state before its x2
@@ -76,16 +78,59 @@ class SkipGate(nn.Module):
         gate = torch.sigmoid(logit)
         if self.mode == "paper":
             gate = gate + 1.0
-        merged = torch.addcmul(_grouped(up, groups), skip.unsqueeze(0), _grouped(gate, groups))
+        merged = torch.addcmul(grouped(up, groups), skip.unsqueeze(0), grouped(gate, groups))
         return merged.flatten(0, 1)
 
 
-class Decoder(nn.Module):
-    """Four times: trilinear x2 upsample, merge the skip (gated or added), one residual block.
+class SkipDecoder(nn.Module):
+    """What every U-Net decoder here shares: four times trilinear x2 upsampling, merging the skip (gated or added),
+    then one block made by `make_block(in_channels, out_channels)`. Subclasses say how a block is called.
 
     Channels: the input has as many channels as the deepest skip; each block maps to `out_channels[i]`, which must
     equal the channels of the next (shallower) skip.
     """
+
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: tuple[int, ...],
+        out_channels: tuple[int, ...],
+        skip: SkipMode,
+        norm_groups: int,
+        activation: Activation,
+        negative_slope: float,
+        weight_std: bool,
+        make_block: Callable[[int, int], nn.Module],
+    ) -> None:
+        super().__init__()
+        if len(skip_channels) != len(out_channels):
+            raise ValueError(f"skip_channels {skip_channels} and out_channels {out_channels} differ in length")
+        self.skip_mode = skip
+        gates, blocks = [], []
+        current = in_channels
+        # Gate and block of a level are made together: the order of construction fixes the initial weights.
+        for s_ch, out_ch in zip(reversed(skip_channels), out_channels, strict=True):
+            if current != s_ch:
+                raise ValueError(f"decoder input of {current} channels cannot merge a skip of {s_ch} channels")
+            if skip != "additive":
+                gates.append(SkipGate(s_ch, skip, norm_groups, activation, negative_slope, weight_std))
+            blocks.append(make_block(current, out_ch))
+            current = out_ch
+        self.gates = nn.ModuleList(gates)
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = current
+
+    def merge_skip(self, level: int, x: torch.Tensor, skips: list[torch.Tensor], groups: int) -> torch.Tensor:
+        """x: [G*B, C, d, h, w] group-major, the state before level `level` -> upsampled and merged with that
+        level's skip [B, C, D, H, W]: [G*B, C, D, H, W]."""
+        skip = skips[-1 - level]
+        if self.skip_mode == "additive":
+            return (grouped(upsample2(x), groups) + skip.unsqueeze(0)).flatten(0, 1)
+        return self.gates[level](skip, x, groups)
+
+
+class Decoder(SkipDecoder):
+    """The CNN decoder of CCQ, DoDNet and the baselines: `SkipDecoder` with one residual block per level."""
 
     def __init__(
         self,
@@ -98,30 +143,16 @@ class Decoder(nn.Module):
         negative_slope: float = 0.1,
         weight_std: bool = True,
     ) -> None:
-        super().__init__()
-        if len(skip_channels) != len(out_channels):
-            raise ValueError(f"skip_channels {skip_channels} and out_channels {out_channels} differ in length")
-        self.skip_mode = skip
-        gates, blocks = [], []
-        current = in_channels
-        for s_ch, out_ch in zip(reversed(skip_channels), out_channels, strict=True):
-            if current != s_ch:
-                raise ValueError(f"decoder input of {current} channels cannot merge a skip of {s_ch} channels")
-            if skip != "additive":
-                gates.append(SkipGate(s_ch, skip, norm_groups, activation, negative_slope, weight_std))
-            blocks.append(ResBlock(current, out_ch, 1, norm_groups, activation, negative_slope, weight_std))
-            current = out_ch
-        self.gates = nn.ModuleList(gates)
-        self.blocks = nn.ModuleList(blocks)
-        self.out_channels = current
+        def make_block(c_in: int, c_out: int) -> nn.Module:
+            return ResBlock(c_in, c_out, 1, norm_groups, activation, negative_slope, weight_std)
+
+        super().__init__(
+            in_channels, skip_channels, out_channels, skip, norm_groups, activation, negative_slope, weight_std,
+            make_block,
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], groups: int = 1) -> torch.Tensor:
         """x: [G*B, C, d, h, w] group-major; skips: shallow first, [B, c_i, ...] each -> [G*B, c_out, D, H, W]."""
         for level, block in enumerate(self.blocks):
-            skip = skips[-1 - level]
-            if self.skip_mode == "additive":
-                x = (_grouped(upsample2(x), groups) + skip.unsqueeze(0)).flatten(0, 1)
-            else:
-                x = self.gates[level](skip, x, groups)
-            x = block(x)
+            x = block(self.merge_skip(level, x, skips, groups))
         return x

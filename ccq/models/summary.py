@@ -10,7 +10,7 @@ from torch import nn
 
 from ccq.models.config import ModelConfig
 
-# Our top-level parameter prefixes, grouped as DESIGN §2 reports the official model's parts.
+# Our top-level parameter prefixes, grouped as docs/architecture.md#the-network counts the official model's parts.
 _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cnn_encoder", ("encoder.",)),
     ("image_transformer", ("image_transformer.",)),

@@ -29,7 +29,7 @@ class Precision:
 
 
 def resolve_precision(requested: str, device: torch.device) -> Precision:
-    """"auto": bf16 autocast on a CUDA device that supports it, else fp32. Mixed precision is CUDA-only:
+    """ "auto": bf16 autocast on a CUDA device that supports it, else fp32. Mixed precision is CUDA-only:
     on the CPU, autocast turns convolutions into slow bf16 kernels, so asking for it there is an error."""
     if requested == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():

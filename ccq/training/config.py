@@ -1,7 +1,7 @@
 """The training configuration: one frozen dataclass, written as JSON into every run folder.
 
-Presets: ``official`` (DESIGN §3: SGD 0.01 / momentum 0.99 / Nesterov, poly 0.9 stepped per 60-iteration
-epoch, 150k iterations of batch 2 per GPU, patch 64x192x192) and ``demo`` (the small ``demo`` model, a few
+Presets: ``official`` (docs/architecture.md#training: SGD 0.01 / momentum 0.99 / Nesterov, poly 0.9 stepped per
+60-iteration epoch, 150k iterations of batch 2 per GPU, patch 64x192x192) and ``demo`` (the small ``demo`` model, a few
 minutes on a CPU). A config file holds any subset of the fields and is applied on top of a preset; nothing is
 mixed silently: the resolved configuration is what `config.json` records.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.data.augment import AugmentationConfig
 from ccq.data.sampling import SamplingConfig
 from ccq.errors import CCQError

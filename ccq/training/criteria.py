@@ -86,7 +86,7 @@ def target_adaptive_loss(
 
 def build_criterion(config: ModelConfig) -> Criterion:
     """The loss for a model configuration: the target adaptive loss for arch "tal", otherwise the partial-label
-    Dice + BCE of DESIGN §3."""
+    Dice + BCE of docs/architecture.md#training."""
     if config.arch == "tal":
         return functools.partial(target_adaptive_loss, num_tasks=config.num_tasks)
     return _partial

@@ -1,4 +1,5 @@
-"""The partial-label loss: soft Dice + BCE per output channel, over labeled channels only (DESIGN §3)."""
+"""The partial-label loss: soft Dice + BCE per output channel, over labeled channels only (the official loss:
+docs/architecture.md#training)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ccq import limits
+import ccq.limits as limits
 from ccq.checkpoint.io import META_NAME
 from ccq.errors import CCQError
 from ccq.training.config import TrainConfig

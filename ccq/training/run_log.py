@@ -64,7 +64,7 @@ def versions() -> dict[str, str]:
     import numpy
     import torch
 
-    from ccq import __version__
+    from ccq._version import __version__
 
     out = {
         "ccq": __version__,

@@ -14,9 +14,8 @@ Started by ``torchrun``, every process runs this loop on its own device and its 
 (``seed``, rank); DDP averages the gradients. The loop holds every collective (the step's all-reduce, the
 gathers before a save and at the end, the barrier around rank 0's validation); the handlers run on rank 0
 only, and write. `--resume` continues from last/ exactly: weights, optimizer, grad scaler, every RNG and the
-loader positions are restored. `--init-from` starts a new run from another model's weights, grown to the
-collection's new tasks, with ``--freeze`` and ``--replay`` against forgetting (`ccq.training.init_from`,
-`ccq.training.replay`).
+loader positions are restored. `--init-from` starts from another model's weights, grown to new tasks, with
+``--freeze`` and ``--replay`` against forgetting (`ccq.training.init_from`, `ccq.training.replay`).
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "numpy", "scipy", "monai", "nibabel", "SimpleITK", "safetensors", "typer", "tqdm",
-            "matplotlib", "pyyaml")  # fmt: skip
+PACKAGES = ("torch", "numpy", "scipy", "nibabel", "SimpleITK", "safetensors", "typer", "tqdm", "matplotlib",
+            "pyyaml")  # fmt: skip
 OPTIONAL = {
+    "monai": "the reference HD95 the tests and benchmarks compare with (pip install 'ccq[dev]')",
     "tensorboard": "TensorBoard scalars in training runs (pip install 'ccq[tensorboard]')",
     "onnx": "ccq export --format onnx",
     "onnxruntime": "running exported ONNX models",
@@ -90,7 +91,7 @@ def report(path: str | Path = ".") -> dict[str, Any]:
     """The whole report as JSON-ready data; ``path`` is where free disk space is measured."""
     import torch
 
-    from ccq import __version__
+    from ccq._version import __version__
 
     packages = {p: version_of(p) for p in (*PACKAGES, *OPTIONAL)}
     total, available = _memory_gib()
@@ -105,10 +106,15 @@ def report(path: str | Path = ".") -> dict[str, Any]:
         "packages": packages,
         "torch_cuda": torch.version.cuda,
         "devices": _devices(torch),
-        "threads": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},  # fmt: skip
-        "memory_gib": {"total": None if total is None else round(total, 1),
-                       "available": None if available is None else round(available, 1)},  # fmt: skip
+        "threads": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },  # fmt: skip
+        "memory_gib": {
+            "total": None if total is None else round(total, 1),
+            "available": None if available is None else round(available, 1),
+        },  # fmt: skip
         "disk": {"path": str(target.resolve()), "free_gib": round(disk.free / 2**30, 1)},
         "features": [{"name": f.name, "ready": f.ready, "detail": f.detail} for f in features(torch, packages)],
     }

@@ -46,8 +46,26 @@ OVERVIEW_NAME = "overview"
 
 # 20 colours that stay distinct from each other and readable over grey CT (no greys, no near-blacks).
 PALETTE = (
-    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990",
-    "#dcbeff", "#9a6324", "#fffac8", "#aaffc3", "#808000", "#ffd8b1", "#911eb4", "#800000", "#000075", "#a9a9a9",
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
+    "#469990",
+    "#dcbeff",
+    "#9a6324",
+    "#fffac8",
+    "#aaffc3",
+    "#808000",
+    "#ffd8b1",
+    "#911eb4",
+    "#800000",
+    "#000075",
+    "#a9a9a9",
 )
 
 DPI = 100
@@ -141,8 +159,13 @@ def _figure(panels: list[Panel], colours: dict[str, str], volume: Volume, *, tit
     for ax, p in zip(axes, panels, strict=True):
         _draw_panel(ax, p, colours)
     fig.suptitle(title, fontsize=12)
-    fig.legend(handles=_legend(volume, colours, names), loc="outside lower center", fontsize=9, frameon=False,
-               ncols=min(len(names) + (2 if volume.reference else 0), 4) or 1)
+    fig.legend(
+        handles=_legend(volume, colours, names),
+        loc="outside lower center",
+        fontsize=9,
+        frameon=False,
+        ncols=min(len(names) + (2 if volume.reference else 0), 4) or 1,
+    )
     return fig
 
 
@@ -151,8 +174,15 @@ def _draw_panel(ax, p: Panel, colours: dict[str, str]) -> None:
     width, height = cols * p.col_mm, rows * p.row_mm
     level, window = WINDOW_HU
     # extent in mm gives every pixel its true size, so aspect="equal" is the anatomical aspect ratio.
-    ax.imshow(p.ct, cmap="gray", vmin=level - window / 2, vmax=level + window / 2, interpolation="nearest",
-              extent=(0, width, height, 0), aspect="equal")
+    ax.imshow(
+        p.ct,
+        cmap="gray",
+        vmin=level - window / 2,
+        vmax=level + window / 2,
+        interpolation="nearest",
+        extent=(0, width, height, 0),
+        aspect="equal",
+    )
     for name, mask in p.reference.items():
         _outline(ax, mask, p, colours[name], "--")
     for name, mask in p.masks.items():

@@ -175,12 +175,16 @@ def panel(volume: Volume, view: str, index: int, names: list[str]) -> Panel:
         raise ValueError(f"view {view!r}; expected one of {VIEWS}")
     sz, sy, sx = volume.spacing
     if view == "axial":
+
         def cut(a: np.ndarray) -> np.ndarray:
             return a[index]
+
         row_mm = sy
     else:
+
         def cut(a: np.ndarray) -> np.ndarray:
             return a[::-1, index, :]  # superior at the top of the screen
+
         row_mm = sz
     n = volume.ct.shape[_VIEW_AXIS[view]]
     return Panel(
@@ -194,8 +198,9 @@ def panel(volume: Volume, view: str, index: int, names: list[str]) -> Panel:
     )
 
 
-def crop_box(mask2d: np.ndarray, row_mm: float, col_mm: float, *, margin_mm: float = 30.0,
-             min_field_mm: float = 100.0) -> tuple[slice, slice]:
+def crop_box(
+    mask2d: np.ndarray, row_mm: float, col_mm: float, *, margin_mm: float = 30.0, min_field_mm: float = 100.0
+) -> tuple[slice, slice]:
     """Rows and columns around a 2D mask's bounding box, with a margin, at least ``min_field_mm`` wide and high
     (context to recognise the anatomy), clipped to the slice; the whole slice if the mask is empty."""
     if not mask2d.any():

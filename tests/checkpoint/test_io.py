@@ -452,9 +452,7 @@ def test_missing_unexpected_and_misshapen_weights_are_named(tmp_path, save, make
     _rewrite_weights(out, change)
     with pytest.raises(CCQError) as excinfo:
         load_checkpoint(out)
-    one_line_error(
-        excinfo, str(out / WEIGHTS_NAME), gone, "stray.weight", reshaped, "missing", "unexpected", "shape"
-    )
+    one_line_error(excinfo, str(out / WEIGHTS_NAME), gone, "stray.weight", reshaped, "missing", "unexpected", "shape")
 
 
 @pytest.mark.parametrize("kind", ["nan", "inf", "int8", "bool"])

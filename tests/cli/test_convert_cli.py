@@ -121,9 +121,7 @@ def test_missing_and_unexpected_keys_are_named_and_nothing_is_written(tmp_path, 
 
     out = tmp_path / "converted"
     result = convert(pth, out)
-    assert_refused(
-        result, str(pth), dropped.removeprefix("module."), "CQTr.stray.weight", "missing", "unexpected"
-    )
+    assert_refused(result, str(pth), dropped.removeprefix("module."), "CQTr.stray.weight", "missing", "unexpected")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["official.pth"]
 
@@ -197,26 +195,20 @@ def test_malicious_pth_is_refused_without_running_it(tmp_path, fmt):
 @pytest.mark.parametrize("content", ["not-a-dict", "empty", "non-tensor"])
 def test_unusable_contents_are_named(tmp_path, content):
     pth = tmp_path / "odd.pth"
-    obj = {"not-a-dict": [torch.zeros(1)], "empty": {}, "non-tensor": {"w": torch.zeros(1), "epoch": 3}}[
-        content
-    ]
+    obj = {"not-a-dict": [torch.zeros(1)], "empty": {}, "non-tensor": {"w": torch.zeros(1), "epoch": 3}}[content]
     torch.save(obj, pth)
     assert_refused(convert(pth, tmp_path / "out"), str(pth), "state dict")
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_input_file(tmp_path):
-    assert_refused(
-        convert(tmp_path / "nope.pth", tmp_path / "out"), str(tmp_path / "nope.pth"), "no such file"
-    )
+    assert_refused(convert(tmp_path / "nope.pth", tmp_path / "out"), str(tmp_path / "nope.pth"), "no such file")
 
 
 def test_console_entry_prints_one_line_and_exits_2(tmp_path, monkeypatch, capsys):
     from ccq.cli import main
 
-    monkeypatch.setattr(
-        sys, "argv", ["ccq", "convert-official", str(tmp_path / "nope.pth"), str(tmp_path / "o")]
-    )
+    monkeypatch.setattr(sys, "argv", ["ccq", "convert-official", str(tmp_path / "nope.pth"), str(tmp_path / "o")])
     with pytest.raises(SystemExit) as excinfo:
         main()
     assert excinfo.value.code == 2

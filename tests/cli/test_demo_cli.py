@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ccq.checkpoint import load_checkpoint
@@ -19,12 +18,7 @@ TINY = ["--cases", "3", "--test-cases", "1", "--shape", "24", "48", "48", "--tas
         "--model-preset", "tiny", "--iterations", "2", "--no-progress"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_demo_help() -> None:

@@ -25,8 +25,23 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> EvalTree:
 
 def test_collection_mode_writes_the_contract(tree: EvalTree, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    result = runner.invoke(app, ["evaluate", "--pred", str(tree.pred), "--gt", str(tree.raw), "--collection",
-                                 str(tree.collection_file), "--cases", "all", "--out", str(out), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--pred",
+            str(tree.pred),
+            "--gt",
+            str(tree.raw),
+            "--collection",
+            str(tree.collection_file),
+            "--cases",
+            "all",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "mean all" in result.output and str(out / "summary.json") in result.output
     summary = json.loads((out / "summary.json").read_text())

@@ -11,20 +11,15 @@ from typer.testing import CliRunner
 
 from ccq.cli import app
 from ccq.errors import CCQError
+from tests.tiny import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from ccq.checkpoint import save_checkpoint
-    from ccq.data.collection import load_collection
     from ccq.data.preprocessing import PreprocessingConfig
-    from ccq.models import build_model, get_preset
 
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny", num_tasks=7))
-    path = tmp_path_factory.mktemp("cli-export") / "ckpt"
     pre = PreprocessingConfig(spacing=(3.0, 2.5, 2.5), patch_size=(16, 32, 32))
-    return save_checkpoint(path, model, preprocessing=pre, collection=load_collection("mots"))
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("cli-export") / "ckpt", pre)
 
 
 def run(*args: str | Path):
@@ -45,8 +40,9 @@ def test_export_writes_the_model_and_its_description_and_respects_existing_files
     try:
         out = tmp_path / "kidney.pt"
         out.write_bytes(b"someone's file")
-        assert "kidney.pt already exists; pass --overwrite" in refusal(run("--model", checkpoint, "-o", out,
-                                                                           "--task", "kidney"))
+        assert "kidney.pt already exists; pass --overwrite" in refusal(
+            run("--model", checkpoint, "-o", out, "--task", "kidney")
+        )
         assert out.read_bytes() == b"someone's file"
         result = run("--model", checkpoint, "-o", out, "--task", "kidney", "--format", "torchscript", "--overwrite")
         assert result.exit_code == 0, result.output

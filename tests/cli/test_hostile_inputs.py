@@ -29,6 +29,7 @@ import pytest
 import ccq
 from ccq.cli import main
 from ccq.data.prepare_run import HANG_ENV
+from tests.tiny import write_phantom_world
 
 CEILING = 3 * 2**30
 """Address-space limit (bytes) of the subprocesses that read hostile sizes."""
@@ -180,17 +181,7 @@ def wait_for(condition, timeout: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """A phantom collection (liver, colon, spleen; 24x48x48) and an untrained tiny checkpoint for it."""
-    from ccq.checkpoint import save_checkpoint
-    from ccq.data.phantom import generate_collection
-    from ccq.data.preprocessing import PreprocessingConfig
-    from ccq.models import build_model, get_preset
-
-    root = tmp_path_factory.mktemp("hostile")
-    collection = generate_collection(root / "raw", cases_per_task=2, test_cases_per_task=1, seed=0,
-                                     tasks=("liver", "colon", "spleen"), shape=(24, 48, 48))  # fmt: skip
-    model = build_model(get_preset("tiny", num_tasks=collection.num_tasks))
-    save_checkpoint(root / "model", model, collection=collection,
-                    preprocessing=PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32)))  # fmt: skip
+    root = write_phantom_world(tmp_path_factory.mktemp("hostile"))
     (root / "preprocessing.yaml").write_text("spacing: [3.0, 2.25, 2.25]\npatch_size: [16, 32, 32]\n")
     return root
 

@@ -9,23 +9,13 @@ from pathlib import Path
 import pytest
 
 from ccq.cli import main
+from tests.tiny import write_phantom_world
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> Path:
     """A phantom collection (liver, colon, spleen) and an untrained tiny checkpoint for it."""
-    from ccq.checkpoint import save_checkpoint
-    from ccq.data.phantom import generate_collection
-    from ccq.data.preprocessing import PreprocessingConfig
-    from ccq.models import build_model, get_preset
-
-    root = tmp_path_factory.mktemp("newcomer")
-    collection = generate_collection(root / "raw", cases_per_task=2, test_cases_per_task=1, seed=0,
-                                     tasks=("liver", "colon", "spleen"), shape=(24, 48, 48))  # fmt: skip
-    model = build_model(get_preset("tiny", num_tasks=collection.num_tasks))
-    save_checkpoint(root / "model", model, collection=collection,
-                    preprocessing=PreprocessingConfig(spacing=(3.0, 2.25, 2.25), patch_size=(16, 32, 32)))  # fmt: skip
-    return root
+    return write_phantom_world(tmp_path_factory.mktemp("newcomer"))
 
 
 def _run(args: list[str], monkeypatch, capsys) -> str:

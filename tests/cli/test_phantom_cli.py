@@ -18,13 +18,9 @@ SMALL = ["--cases", "2", "--test-cases", "1", "--shape", "32", "64", "64"]
 
 def test_phantom_writes_a_collection(tmp_path: Path) -> None:
     out = tmp_path / "ph"
-    result = runner.invoke(
-        app, ["phantom", "--out", str(out), "--tasks", "liver, colon,spleen", "--seed", "3", *SMALL]
-    )
+    result = runner.invoke(app, ["phantom", "--out", str(out), "--tasks", "liver, colon,spleen", "--seed", "3", *SMALL])
     assert result.exit_code == 0, result.output
-    assert (
-        str(out) in result.output and "colon tumor" in result.output and "1 train / 1 test" in result.output
-    )
+    assert str(out) in result.output and "colon tumor" in result.output and "1 train / 1 test" in result.output
     collection = load_collection(out / "collection.yaml")
     assert collection.task_names == ("liver", "colon", "spleen")
     assert collection.task("colon").organ is None and collection.task("spleen").tumor is None

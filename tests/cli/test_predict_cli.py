@@ -12,37 +12,25 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ccq.cli import app
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
 from tests.io.series import write_dicom_series
+from tests.tiny import save_tiny_checkpoint
 
 PRE = PreprocessingConfig(spacing=(3.0, 2.5, 2.5), patch_size=(16, 32, 32))
 RAS = np.array([[2.5, 0, 0, -30], [0, 2.5, 0, 12], [0, 0, 3.0, 40], [0, 0, 0, 1]])
 LPS = np.array([[-2.5, 0, 0, 30], [0, -2.5, 0, -12], [0, 0, 3.0, 40], [0, 0, 0, 1]])
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from ccq.checkpoint import save_checkpoint
-    from ccq.data.collection import load_collection
-    from ccq.models import build_model, get_preset
-
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny", num_tasks=7)).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "model"
-    return save_checkpoint(path, model, preprocessing=PRE, collection=load_collection("mots"), source="test")
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", PRE, source="test")
 
 
 def ct(shape=(20, 18, 8)) -> np.ndarray:

@@ -15,7 +15,7 @@ from ccq.data.collection import Collection, Split, TaskSpec, find_cases, load_co
 from ccq.data.collection_io import parse_split_list
 from ccq.errors import CCQError
 
-# train/test per task, from the public MOTS lists (shared/data/README.md).
+# train/test per task, from the public MOTS lists (ccq/resources/mots-split).
 MOTS_COUNTS = {
     "liver": (104, 27),
     "kidney": (168, 42),

@@ -180,9 +180,7 @@ def test_each_dataset_labels_only_its_own_organ(written) -> None:
             assert (mask is None) == (getattr(task, channel) is None)
             assert mask is None or mask.any(), (task.name, channel)
         # The file is exactly this dataset's view of the shared anatomy: nothing of the other organs.
-        regenerated = make_case(
-            case_rng(5, task.name, 0), tumor_tasks=() if task.tumor is None else (task.name,)
-        )
+        regenerated = make_case(case_rng(5, task.name, 0), tumor_tasks=() if task.tumor is None else (task.name,))
         assert np.array_equal(label, task_label_map(regenerated.anatomy, task.name).transpose(2, 1, 0))
         assert (regenerated.anatomy == ANATOMY["kidney"]).any()
         if task.name != "kidney":
@@ -199,9 +197,7 @@ def test_nifti_header_reads_back(written) -> None:
     assert np.allclose(image.affine, regenerated.affine, atol=1e-4)
     assert np.allclose(label.affine, image.affine) and nib.aff2axcodes(image.affine) == ("R", "A", "S")
     assert np.allclose(image.header.get_zooms(), regenerated.spacing[::-1], atol=1e-5)
-    assert all(
-        abs(s - n) <= 0.05 * n + 1e-6 for s, n in zip(regenerated.spacing, (2.0, 1.5, 1.5), strict=True)
-    )
+    assert all(abs(s - n) <= 0.05 * n + 1e-6 for s, n in zip(regenerated.spacing, (2.0, 1.5, 1.5), strict=True))
     assert int(image.header["sform_code"]) == 1 and int(image.header["qform_code"]) == 1
     assert np.array_equal(np.asarray(image.dataobj), regenerated.image.transpose(2, 1, 0))
 

@@ -33,8 +33,9 @@ def prepared(tree: EvalTree, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ccq.data.preprocessing import PreprocessingConfig
 
     out = tmp_path_factory.mktemp("prepared") / "prepared"
-    summary = prepare_collection(tree.collection, None, out, PreprocessingConfig(spacing=WORKING,
-                                                                                 patch_size=(16, 32, 32)))
+    summary = prepare_collection(
+        tree.collection, None, out, PreprocessingConfig(spacing=WORKING, patch_size=(16, 32, 32))
+    )
     assert summary.ok
     return out
 

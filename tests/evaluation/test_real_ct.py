@@ -1,4 +1,5 @@
-"""`evaluate_folder` on the real CT of ../shared/data (TotalSegmentator labels): real headers, a label map with
+"""`evaluate_folder` on a real CT with TotalSegmentator labels ($CCQ_TEST_DATA/real-ct; skipped when absent):
+real headers, a label map with
 dozens of values, the working-grid resampling of a full abdomen, and overlays on the real image."""
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ REAL_CT = Path(os.environ.get("CCQ_TEST_DATA", Path(__file__).resolve().parents[
 CT = REAL_CT / "example_ct.nii.gz"
 SEG = REAL_CT / "example_seg_fast_force_split.nii.gz"
 
-pytestmark = pytest.mark.skipif(not (CT.is_file() and SEG.is_file()),
-                                reason=f"{REAL_CT} is absent (set CCQ_TEST_DATA to the shared data folder)")
+pytestmark = pytest.mark.skipif(
+    not (CT.is_file() and SEG.is_file()), reason=f"{REAL_CT} is absent (set CCQ_TEST_DATA to the shared data folder)"
+)
 
 
 def _collection(path: Path) -> Path:
     names = dict(line.split("\t") for line in (REAL_CT / "label_map_total_v2.tsv").read_text().splitlines() if line)
     labels = {"0": "background", **{k: v.strip() for k, v in names.items()}}
-    task = {"name": "abdomen", "id": 0, "layout": "msd", "folder": "unused", "labels": labels,
-            "organ": [5], "tumor": [2, 3]}  # liver as "organ", both kidneys as a second channel
+    task = {
+        "name": "abdomen",
+        "id": 0,
+        "layout": "msd",
+        "folder": "unused",
+        "labels": labels,
+        "organ": [5],
+        "tumor": [2, 3],
+    }  # liver as "organ", both kidneys as a second channel
     path.write_text(json.dumps({"name": "totalseg", "tasks": [task]}))
     return path
 

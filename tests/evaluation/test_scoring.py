@@ -1,4 +1,4 @@
-"""The two named definitions: values, empty-mask rules and statuses (DESIGN §5)."""
+"""The two named definitions: values, empty-mask rules and statuses (docs/architecture.md#inference-and-evaluation)."""
 
 from __future__ import annotations
 

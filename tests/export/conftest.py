@@ -8,28 +8,19 @@ import pytest
 import torch
 
 from ccq.data.preprocessing import PreprocessingConfig
+from tests.tiny import save_tiny_checkpoint
 
 PRE = PreprocessingConfig(spacing=(3.0, 2.5, 2.5), hu_min=-200.0, hu_max=300.0, hu_scale=250.0, patch_size=(16, 32, 32))
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs on one torch thread (`tests/conftest.py`)."""
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from ccq.checkpoint import save_checkpoint
-    from ccq.data.collection import load_collection
-    from ccq.models import build_model, get_preset
-
-    torch.manual_seed(0)
-    model = build_model(get_preset("tiny", num_tasks=7))
-    path = tmp_path_factory.mktemp("export-ckpt") / "model"
-    return save_checkpoint(path, model, preprocessing=PRE, collection=load_collection("mots"), source="test")
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("export-ckpt") / "model", PRE, source="test")
 
 
 @pytest.fixture(scope="session")

@@ -5,27 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from ccq.data.preprocessing import PreprocessingConfig
+from tests.tiny import tiny_mots_model
 
 PRE = PreprocessingConfig(spacing=(3.0, 2.5, 2.5), patch_size=(16, 32, 32))
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs on one torch thread (`tests/conftest.py`)."""
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from ccq.models import build_model, get_preset
-
-    torch.manual_seed(0)
-    return build_model(get_preset("tiny", num_tasks=7)).eval()
+    return tiny_mots_model().eval()
 
 
 @pytest.fixture(scope="session")

@@ -40,13 +40,7 @@ def _target(batch: int = 2, seed: int = 0) -> torch.Tensor:
 _MODELS: dict[str, torch.nn.Module] = {}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, the more so when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(name: str) -> torch.nn.Module:

@@ -1,4 +1,5 @@
-"""Parameter counts of the official-size presets match the official implementation exactly (DESIGN §2)."""
+"""Parameter counts of the official-size presets match the official implementation exactly (the counts:
+docs/architecture.md#the-network)."""
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_parameter_count_matches_official(preset, patch, expected):
 
 def test_parts_match_design_breakdown():
     parts = summarize(get_preset("official"), "official").params_by_part
-    # DESIGN §2, in millions (rounded to 2 decimals there).
+    # docs/architecture.md#the-network, in millions (rounded to 2 decimals there).
     assert round(parts["cnn_encoder"] / 1e6, 2) == 15.44
     assert round(parts["image_transformer"] / 1e6, 2) == 2.18
     assert round(parts["querying"] / 1e6, 2) == 2.24

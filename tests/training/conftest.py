@@ -76,12 +76,5 @@ def tiny_config():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The tiny models run fastest on one thread, and far faster than on two when other processes share the
-    cores (OpenMP threads then wait on each other)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs on one torch thread (`tests/conftest.py`)."""

@@ -128,7 +128,7 @@ def test_model_overrides_only_take_model_fields_the_data_does_not_decide(overrid
 def test_set_options_go_through_the_typed_mechanism() -> None:
     """`ccq train --set KEY=VALUE` (a.b=VALUE for nested fields) merges over the preset; a wrong value is a
     one-line error naming the full field path."""
-    from ccq.cli.train import _parse_set
+    from ccq.commands.train import parse_set as _parse_set
 
     base = get_train_preset("demo")
     changes = _parse_set(["sampling.foreground_fraction=0.25", "sampling.augmentation.flip_p=0.5", "lr=0.001"])

@@ -56,7 +56,7 @@ def test_train_cli_refuses_a_used_run_folder_before_reading_anything(tmp_path: P
 
 
 def test_set_overrides_any_field_and_nested_ones(tiny_prepared: Path, tmp_path: Path) -> None:
-    from ccq.cli.train import _parse_set
+    from ccq.commands.train import parse_set as _parse_set
 
     assert _parse_set(["batch_size=4", "sampling.foreground_fraction=0.5", "grad_clip=null"]) == {
         "batch_size": 4, "sampling": {"foreground_fraction": 0.5}, "grad_clip": None,

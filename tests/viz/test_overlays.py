@@ -42,8 +42,10 @@ def test_files_are_valid_pngs_with_deterministic_names(tmp_path: Path) -> None:
     ct, masks = phantom()
     reference = {"organ": np.roll(masks["organ"], 2, axis=0)}
     written = write_overlays(ct, RAS, masks, tmp_path / "out", reference=reference, prefix="case1_")
-    expected = [tmp_path / "out" / f"case1_{n}" for n in (
-        "body_axial.png", "body_coronal.png", "organ_axial.png", "organ_coronal.png", "overview.png")]
+    expected = [
+        tmp_path / "out" / f"case1_{n}"
+        for n in ("body_axial.png", "body_coronal.png", "organ_axial.png", "organ_coronal.png", "overview.png")
+    ]
     assert written == expected == overlay_files(["body", "organ"], tmp_path / "out", prefix="case1_")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in expected)  # no temporaries
     for path in written:

@@ -1,4 +1,4 @@
-"""The paper's Table 1 baselines on the DESIGN §2 backbone (what each does: docs/baselines.md)."""
+"""The paper's Table 1 baselines on DoDNet's backbone (what each does: docs/baselines.md)."""
 
 from ccq.models.baselines.build import build_baseline
 from ccq.models.baselines.conditioned import CondDec, CondEnc

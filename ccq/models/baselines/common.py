@@ -8,16 +8,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ccq.models import factory
 from ccq.models.config import ModelConfig
-from ccq.models.decoder import Decoder
+from ccq.models.decoder import Decoder, grouped
 from ccq.models.encoder import CNNEncoder
 from ccq.models.head import PreHead
+from ccq.models.parts import build_encoder
 
-
-def build_encoder(c: ModelConfig, extra_in_channels: int = 0) -> CNNEncoder:
-    """The DESIGN §2 encoder; `extra_in_channels` input channels beside the image (Cond-Enc's task one-hot)."""
-    return factory.build_encoder(c.replace(in_channels=c.in_channels + extra_in_channels))
+__all__ = ["SegmentationNet", "build_encoder", "build_head", "grouped", "run_per_task", "select", "task_groups"]
 
 
 def build_head(c: ModelConfig, out_channels: int) -> PreHead:
@@ -75,8 +72,3 @@ def run_per_task(
 def select(x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
     """x[index] along the batch axis; x itself for None (the whole batch)."""
     return x if index is None else x.index_select(0, index)
-
-
-def grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """[G*B, ...] -> [G, B, ...] (the group-major batch layout of per-task passes)."""
-    return x.view(groups, x.shape[0] // groups, *x.shape[1:])

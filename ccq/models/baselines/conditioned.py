@@ -12,9 +12,8 @@ from torch import nn
 from ccq.models.baselines.common import grouped
 from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks, one_hot_tasks
 from ccq.models.config import Activation, SkipMode
-from ccq.models.decoder import Decoder, SkipGate
+from ccq.models.decoder import Decoder, SkipDecoder
 from ccq.models.encoder import CNNEncoder
-from ccq.models.fused import upsample2
 from ccq.models.head import PreHead
 from ccq.models.layers import activation_slope, make_conv
 
@@ -95,7 +94,7 @@ def _norm_film_act(
 
 
 class ConditionedResBlock(nn.Module):
-    """The pre-activation residual block of DESIGN §2 (stride 1) with every normalisation task-modulated."""
+    """The pre-activation residual block of the U-Net (stride 1) with every normalisation task-modulated."""
 
     def __init__(
         self,
@@ -133,8 +132,8 @@ class ConditionedResBlock(nn.Module):
         return out + self.shortcut_conv(_norm_film_act(x, self.shortcut_norm, films[2], self.slope))
 
 
-class ConditionedDecoder(nn.Module):
-    """The DESIGN §2 decoder (x2 upsampling, skip merge, one residual block per level) whose residual blocks are
+class ConditionedDecoder(SkipDecoder):
+    """The CNN decoder (x2 upsampling, skip merge, one residual block per level) whose residual blocks are
     task-modulated (`TaskAffine`). Skip gates, when the skip mode has them, are not conditioned."""
 
     def __init__(
@@ -149,23 +148,14 @@ class ConditionedDecoder(nn.Module):
         negative_slope: float,
         weight_std: bool,
     ) -> None:
-        super().__init__()
-        if len(skip_channels) != len(out_channels):
-            raise ValueError(f"skip_channels {skip_channels} and out_channels {out_channels} differ in length")
-        self.skip_mode = skip
-        gates, blocks = [], []
-        current = in_channels
-        for s_ch, out_ch in zip(reversed(skip_channels), out_channels, strict=True):
-            if current != s_ch:
-                raise ValueError(f"decoder input of {current} channels cannot merge a skip of {s_ch} channels")
-            if skip != "additive":
-                gates.append(SkipGate(s_ch, skip, norm_groups, activation, negative_slope, weight_std))
-            blocks.append(ConditionedResBlock(current, out_ch, norm_groups, activation, negative_slope, weight_std))
-            current = out_ch
-        self.gates = nn.ModuleList(gates)
-        self.blocks = nn.ModuleList(blocks)
-        self.conditioning = nn.ModuleList(TaskAffine(num_tasks, block.modulated_channels) for block in blocks)
-        self.out_channels = current
+        def make_block(c_in: int, c_out: int) -> nn.Module:
+            return ConditionedResBlock(c_in, c_out, norm_groups, activation, negative_slope, weight_std)
+
+        super().__init__(
+            in_channels, skip_channels, out_channels, skip, norm_groups, activation, negative_slope, weight_std,
+            make_block,
+        )  # fmt: skip
+        self.conditioning = nn.ModuleList(TaskAffine(num_tasks, block.modulated_channels) for block in self.blocks)
 
     def forward(
         self, x: torch.Tensor, skips: list[torch.Tensor], task_id: torch.Tensor, groups: int = 1
@@ -173,12 +163,7 @@ class ConditionedDecoder(nn.Module):
         """x: [G*B, C, d, h, w] group-major; skips: shallow first, [B, c_i, ...] each; task_id: [G*B] ->
         [G*B, c_out, D, H, W]."""
         for level, block in enumerate(self.blocks):
-            skip = skips[-1 - level]
-            if self.skip_mode == "additive":
-                x = (grouped(upsample2(x), groups) + skip.unsqueeze(0)).flatten(0, 1)
-            else:
-                x = self.gates[level](skip, x, groups)
-            x = block(x, self.conditioning[level](task_id))
+            x = block(self.merge_skip(level, x, skips, groups), self.conditioning[level](task_id))
         return x
 
 
