@@ -33,7 +33,8 @@ def prepare(
         Path | None,
         typer.Option(
             "--folders",
-            help="JSON/YAML mapping task name -> folder, for datasets whose folder names differ; 'official': "
+            help="JSON/YAML mapping task name (or the name of a dataset that labels several tasks) -> folder, for "
+            "datasets whose folder names differ; 'official': "
             "the authors' prepared MOTS folder (0123456_spacing_same: 0Liver, 1Kidney/origin, ...).",
             show_default=False,
         ),

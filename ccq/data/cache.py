@@ -13,6 +13,10 @@ Layout of a prepared folder ``OUT``::
         fg_organ.npy           int32 [N, 3] (z, y, x) foreground voxels of the organ channel (a subsample)
         fg_tumor.npy           the same for the tumor channel (absent for an ignored channel)
         meta.json              geometry, crop box, foreground counts and boxes (the manifest entry)
+    OUT/cases/<dataset>/<case>/  a case of a dataset that labels several tasks (`ccq.data.prepare_shared`): the
+                               image and label once, ``fg_<task>_<channel>.npy`` per task, and a meta.json whose
+                               ``entries`` are its tasks' manifest entries (one per task; ``dataset`` and the
+                               shared ``path`` tell them apart from the others)
 
 The entry's ``shape`` is the whole working grid and every coordinate (``foreground_bbox``, the locations) is on
 it; only the voxels inside ``crop_box`` (``[[z0, z1], [y0, y1], [x0, x1]]``, end-exclusive) are stored. Outside
@@ -57,8 +61,10 @@ LABEL_FILE = "label.chunks"
 META_FILE = "meta.json"
 
 
-def locations_file(channel: str) -> str:
-    return f"fg_{channel}.npy"
+def locations_file(channel: str, task: str | None = None) -> str:
+    """The stored foreground voxels of a channel; of a task's channel in a case shared by several tasks
+    (`ccq.data.prepare_shared`: ``fg_<task>_<channel>.npy``)."""
+    return f"fg_{channel}.npy" if task is None else f"fg_{task}_{channel}.npy"
 
 
 def case_relpath(task_name: str, case_id: str) -> str:
@@ -282,7 +288,8 @@ class PreparedDataset:
             raise CCQError(f"channel {channel!r}: expected one of {CHANNELS}")
         if not entry["foreground_voxels"].get(channel):
             return None
-        return self._load(entry, locations_file(channel), True)
+        shared = entry.get("dataset") is not None  # a case of a dataset that labels several tasks
+        return self._load(entry, locations_file(channel, entry["task"] if shared else None), True)
 
 
 class CaseReader:

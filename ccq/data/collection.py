@@ -35,6 +35,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
+from ccq.data.collection_dataset import DatasetSpec, compact_tasks, expand_datasets
 from ccq.data.collection_io import (
     BUILTIN_COLLECTIONS,
     CaseFiles,
@@ -58,6 +59,8 @@ class Collection(Config):
     description: str = ""
     root: str | None = None
     """Raw-data root relative to the collection file (or absolute); None = given when the data is prepared."""
+    datasets: tuple[DatasetSpec, ...] = ()
+    """Datasets that label several tasks (`ccq.data.collection_dataset`); their tasks name them."""
     source: Path | None = field(default=None, compare=False, repr=False, metadata={"config": False})
     """The file this collection was read from (resolves a relative ``root``); not data: not read or written."""
 
@@ -81,7 +84,32 @@ class Collection(Config):
             raise FieldError(
                 f"tasks[{bad}].id", f"task ids must be 0..{len(tasks) - 1} without gaps; id {gap} is missing"
             )
+        self._validate_datasets()
         object.__setattr__(self, "tasks", tuple(sorted(tasks, key=lambda t: t.id)))
+
+    def _validate_datasets(self) -> None:
+        """Each task names a declared dataset and agrees with it; dataset names are unique and no task's name
+        (both name a folder under the prepared ``cases/``)."""
+        by_name: dict[str, DatasetSpec] = {}
+        task_names = set(self.task_names)
+        for j, dataset in enumerate(self.datasets):
+            if dataset.name in by_name:
+                raise FieldError(f"datasets[{j}].name", f"duplicate name {dataset.name!r}")
+            if dataset.name in task_names:
+                raise FieldError(f"datasets[{j}].name", f"{dataset.name!r} is also a task's name; expected another")
+            by_name[dataset.name] = dataset
+        for i, task in enumerate(self.tasks):
+            if task.dataset is None:
+                continue
+            dataset = by_name.get(task.dataset)
+            if dataset is None:
+                known = ", ".join(repr(n) for n in by_name) or "none"
+                raise FieldError(f"tasks[{i}].dataset", f"expected one of the datasets ({known}), got {task.dataset!r}")
+            differs = dataset.matches(task)
+            if differs is not None:
+                raise FieldError(
+                    f"tasks[{i}].{differs}", f"differs from its dataset {dataset.name!r}; expected the dataset's"
+                )
 
     def __hash__(self) -> int:
         return hash((self.name, self.task_names))
@@ -93,6 +121,17 @@ class Collection(Config):
     @property
     def task_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tasks)
+
+    def dataset_tasks_of(self, dataset: str) -> tuple[TaskSpec, ...]:
+        """The tasks of the dataset named ``dataset`` (that labels several tasks), in id order."""
+        return tuple(t for t in self.tasks if t.dataset == dataset)
+
+    def dataset_tasks(self, task: str | int | TaskSpec) -> tuple[TaskSpec, ...]:
+        """The tasks that share ``task``'s images (its dataset's tasks, in id order); just ``task`` without one."""
+        spec = self.task(task)
+        if spec.dataset is None:
+            return (spec,)
+        return self.dataset_tasks_of(spec.dataset)
 
     def task(self, key: str | int | TaskSpec) -> TaskSpec:
         """A task by name or id; an unknown name suggests the closest one."""
@@ -154,17 +193,21 @@ class Collection(Config):
         return root
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "root": self.root,
-            "tasks": [t.to_dict() for t in self.tasks],
-        }
+        """As a file holds it; ``datasets`` only when there are any (a task of one omits what it gives)."""
+        out: dict[str, Any] = {"name": self.name, "description": self.description, "root": self.root}
+        if self.datasets:
+            out["datasets"] = [d.to_dict() for d in self.datasets]
+        out["tasks"] = compact_tasks([t.to_dict() for t in self.tasks])
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, source: str | Path | None = None) -> Collection:  # type: ignore[override]
         """Validate and build; errors name ``source`` (a file or a description) and the field path."""
         where = str(source) if source is not None else "collection"
+        try:
+            data = expand_datasets(data)
+        except FieldError as err:
+            raise err.located(where) from None
         return from_data(cls, data, where=where, source=source if isinstance(source, Path) else None)
 
     def save(self, path: str | Path) -> Path:
@@ -222,6 +265,7 @@ __all__ = [
     "LAYOUTS",
     "CaseFiles",
     "Collection",
+    "DatasetSpec",
     "FieldError",
     "Split",
     "TaskSpec",

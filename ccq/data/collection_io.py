@@ -147,10 +147,12 @@ def write_collection_file(data: dict[str, Any], path: Path) -> Path:
         import yaml
 
         # YAML shows label values as plain integers ({0: background}) rather than quoted strings.
-        data = {
-            **data,
-            "tasks": [{**t, "labels": {int(k): v for k, v in t["labels"].items()}} for t in data["tasks"]],
-        }
+        def int_labels(item: dict[str, Any]) -> dict[str, Any]:
+            return {**item, "labels": {int(k): v for k, v in item["labels"].items()}} if "labels" in item else item
+
+        data = {**data, "tasks": [int_labels(t) for t in data["tasks"]]}
+        if data.get("datasets"):
+            data["datasets"] = [int_labels(d) for d in data["datasets"]]
         # Flow style for leaf lists/maps keeps labels and split lists compact and readable.
         body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
         text = "# ccq task collection (format: ccq.data.collection)\n" + body

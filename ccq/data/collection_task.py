@@ -45,6 +45,9 @@ class TaskSpec(Config):
     """Human names of the channels for reports; derived from ``labels`` when omitted."""
     split: Split | None = None
     """None (``split: null`` in a file) = every case trains: ``Split()``."""
+    dataset: str | None = None
+    """The collection's dataset (`ccq.data.collection_dataset`) this task takes its images and label maps from,
+    shared with its other tasks; None = the task's own folder."""
 
     config_name = "task"
 
@@ -191,4 +194,11 @@ class TaskSpec(Config):
         split = self.split.to_dict()
         if split is not None:
             out["split"] = split
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
         return out
+
+    @property
+    def storage_name(self) -> str:
+        """The folder of this task's prepared cases under ``cases/``: its dataset's (shared), else its own name."""
+        return self.dataset if self.dataset is not None else self.name

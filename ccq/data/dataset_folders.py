@@ -43,10 +43,24 @@ def read_folders_file(path: str | Path, collection: Collection | None = None) ->
 
 
 def with_folders(collection: Collection, folders: Mapping[str, str] | None) -> Collection:
+    """The collection with other dataset folders: ``folders`` maps task names (or the names of datasets that
+    label several tasks: one folder for all their tasks) to folders."""
     if not folders:
         return collection
+    datasets = {d.name: d for d in collection.datasets}
     for name in folders:
-        collection.task(name)  # unknown names fail here, with a suggestion
-    return collection.with_tasks(
-        [dataclasses.replace(t, folder=folders.get(t.name, t.folder)) for t in collection.tasks]
-    )
+        if name not in datasets:
+            collection.task(name)  # unknown names fail here, with a suggestion
+    new_datasets = []
+    for dataset in collection.datasets:
+        given = {folders[n] for n in (dataset.name, *(t.name for t in collection.dataset_tasks_of(dataset.name)))
+                 if n in folders}  # fmt: skip
+        if len(given) > 1:
+            raise CCQError(f"folders: the tasks of dataset {dataset.name!r} share one folder; got {sorted(given)}")
+        new_datasets.append(dataclasses.replace(dataset, folder=given.pop()) if given else dataset)
+    folder_of = {d.name: d.folder for d in new_datasets}
+    tasks = [
+        dataclasses.replace(t, folder=folder_of[t.dataset] if t.dataset else folders.get(t.name, t.folder))
+        for t in collection.tasks
+    ]
+    return dataclasses.replace(collection, datasets=tuple(new_datasets), tasks=tuple(tasks))

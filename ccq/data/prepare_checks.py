@@ -31,7 +31,7 @@ def check_workers_memory(jobs: Sequence[Any], preprocessing: PreprocessingConfig
     """CCQError, before any case is prepared, when ``workers`` processes preparing the largest cases at the same
     time would need more memory than is available (`ccq.data.prepare.estimate_memory`, from the headers); the
     message says how many workers fit. Unreadable headers are left to the case's own one-line error. ``jobs``:
-    the cases to prepare (``image``, ``label``, ``task``, ``case_id``: `ccq.data.prepare_run`'s jobs)."""
+    the cases to prepare (``image``, ``label``, ``task``, ``key``: `ccq.data.prepare_plan`'s jobs)."""
     room = limits.available_memory()
     if room is None or os.environ.get(limits.MEMORY_CHECK_ENV, "").strip() == "0" or not jobs:
         return
@@ -49,7 +49,7 @@ def check_workers_memory(jobs: Sequence[Any], preprocessing: PreprocessingConfig
     largest, job = needs[0]
     raise CCQError(
         f"--workers {workers}: preparing the {min(workers, len(needs))} largest cases at once needs about "
-        f"{limits.gib(total)} of memory (the largest, {job.task.name}/{job.case_id}, about {limits.gib(largest)}), "
+        f"{limits.gib(total)} of memory (the largest, {job.key}, about {limits.gib(largest)}), "
         f"and {limits.gib(room)} is available; expected --workers {fits} or fewer (or set "
         f"{limits.MEMORY_CHECK_ENV}=0 to try anyway)"
     )

@@ -12,65 +12,29 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
 import ccq.limits as limits
 from ccq.data import cache
-from ccq.data.collection import Collection, TaskSpec, find_cases
+from ccq.data.collection import Collection
+from ccq.data.collection_dataset import expand_datasets
 from ccq.data.dataset_folders import with_folders
 from ccq.data.prepare import prepare_case
 from ccq.data.prepare_checks import check_format, check_workers_memory
+from ccq.data.prepare_plan import PrepareSummary, _Job, _plan
+from ccq.data.prepare_shared import check_shared_grids, prepare_shared_case
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.data.workers import init_worker
 from ccq.errors import CCQError, Interrupted
 from ccq.utils import fs
+from ccq.utils.config import FieldError
 from ccq.utils.progress import progress_bar
 
 HANG_ENV = "CCQ_TEST_PREPARE_HANG"
 """Fault injection for the tests of interruption: set, every case sleeps until its process is killed (a stand-in
 for a case that takes minutes)."""
-
-
-@dataclass(frozen=True)
-class _Job:
-    task: TaskSpec
-    case_id: str
-    split: str
-    image: Path
-    label: Path
-
-
-@dataclass
-class PrepareSummary:
-    """What a `prepare_collection` run did; ``failed`` holds (case, one-line reason)."""
-
-    out_dir: Path
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    unlabeled: list[str] = field(default_factory=list)
-    """Cases without a label file (KiTS19 ships its test cases so): not prepared, not an error."""
-    unused: list[str] = field(default_factory=list)
-    """Cases in neither the train nor the test list of their task."""
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def report(self) -> str:
-        lines = [
-            f"prepared {len(self.done)} case(s), skipped {len(self.skipped)} already prepared, "
-            f"{len(self.failed)} failed -> {self.out_dir}"
-        ]
-        if self.unlabeled:
-            lines.append(f"not prepared: {len(self.unlabeled)} case(s) without a label file")
-        if self.unused:
-            lines.append(f"not prepared: {len(self.unused)} case(s) in neither the train nor the test list")
-        lines += [f"FAILED {case}: {reason}" for case, reason in self.failed]
-        return "\n".join(lines)
 
 
 def _has_prepared_cases(out_dir: Path) -> bool:
@@ -96,67 +60,31 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
             )
     col_path = out_dir / cache.COLLECTION_FILE
     if col_path.is_file():
-        old_tasks = {t["name"]: t for t in cache.read_json(col_path, "collection.json").get("tasks", [])}
+        try:  # a dataset's tasks are written without its labels: completed from it
+            old_data = expand_datasets(cache.read_json(col_path, "collection.json"))
+        except FieldError as err:
+            raise CCQError(f"{col_path}: {err}") from None
+        old_tasks = {t["name"]: t for t in old_data.get("tasks", [])}
         for task in collection.tasks:
             old = old_tasks.get(task.name)
             if old is None:
                 continue
-            new = task.to_dict()
-            for key in ("id", "labels", "organ", "tumor"):
+            new = {**task.to_dict(), "dataset": task.dataset}
+            for key in ("id", "labels", "organ", "tumor", "dataset"):
                 if old.get(key) != new[key]:
                     raise CCQError(
                         f"{col_path}: task {task.name!r} was prepared with {key}={limits.quote(old.get(key), 200)}; "
                         f"now {new[key]}. "
                         "Use another --out (or delete the folder)"
                     )
-
-
-def _plan(
-    collection: Collection, raw_root: Path, summary: PrepareSummary, keep_going: bool, only: Sequence[str] | None = None
-) -> list[_Job]:
-    def fail(key: str, message: str) -> None:
-        if not keep_going:
-            raise CCQError(message)
-        summary.failed.append((key, message))
-
-    jobs: list[_Job] = []
-    chosen = None if only is None else {collection.task(name).name for name in only}  # unknown names fail here
-    for task in collection.tasks:
-        if chosen is not None and task.name not in chosen:
-            continue
-        folder = collection.dataset_dir(task, raw_root)
-        if not folder.is_dir():
-            fail(
-                task.name,
-                f"task {task.name!r}: no folder {folder}; expected the dataset there "
-                f"(check --raw, or map the task to your folder name with --folders)",
-            )
-            continue
-        try:
-            found = find_cases(task, folder)
-            labeled = [c for c in found if c.label is not None]
-            train, test = task.split_cases([c.case_id for c in labeled])
-        except CCQError as err:
-            fail(task.name, str(err))
-            continue
-        for case in found:
-            if case.label is not None:
-                continue
-            if task.layout == "msd":  # an MSD image without its label is a broken download
-                fail(
-                    f"{task.name}/{case.case_id}",
-                    f"case {case.case_id}: no label file for {case.image} in {folder / 'labelsTr'}",
+        for dataset in collection.datasets:  # its cases hold one entry per task it had: no task can join later
+            before = sorted(t["name"] for t in old_tasks.values() if t.get("dataset") == dataset.name)
+            now = sorted(t.name for t in collection.dataset_tasks_of(dataset.name))
+            if before and before != now:
+                raise CCQError(
+                    f"{col_path}: dataset {dataset.name!r} was prepared for tasks {before}; now {now}. "
+                    "Use another --out (or delete the folder)"
                 )
-            else:  # KiTS19 ships its test cases without segmentation
-                summary.unlabeled.append(f"{task.name}/{case.case_id}")
-        where = {**{c: "train" for c in train}, **{c: "test" for c in test}}
-        for case in labeled:
-            if case.case_id not in where:
-                summary.unused.append(f"{task.name}/{case.case_id}")
-                continue
-            assert case.label is not None
-            jobs.append(_Job(task, case.case_id, where[case.case_id], case.image, case.label))
-    return jobs
 
 
 def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tuple[str, str]:
@@ -164,10 +92,14 @@ def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tu
     while os.environ.get(HANG_ENV):
         time.sleep(60)
     try:
-        case = prepare_case(job.image, job.label, job.task, preprocessing, case_id=job.case_id, split=job.split)
+        if job.tasks:
+            case = prepare_shared_case(job.image, job.label, job.tasks, preprocessing, case_id=job.case_id,
+                                       split=job.split)  # fmt: skip
+        else:
+            case = prepare_case(job.image, job.label, job.task, preprocessing, case_id=job.case_id, split=job.split)
         cache.write_case(
             out_dir,
-            job.task.name,
+            job.task.storage_name,
             job.case_id,
             image=case.hu,
             label=case.label,
@@ -178,14 +110,14 @@ def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tu
     except CCQError as err:
         return "failed", _naming_case(job, str(err))
     except MemoryError:
-        return "failed", f"case {job.task.name}/{job.case_id}: out of memory (try fewer --workers)"
+        return "failed", f"case {job.key}: out of memory (try fewer --workers)"
     except OSError as err:  # disk full, no permission to write OUT ...
-        return "failed", f"case {job.task.name}/{job.case_id}: {fs.os_error_message(err)}"
+        return "failed", f"case {job.key}: {fs.os_error_message(err)}"
 
 
 def _naming_case(job: _Job, message: str) -> str:
     """Prefix ``case TASK/ID: `` unless the message already starts by naming the case."""
-    key = f"{job.task.name}/{job.case_id}"
+    key = job.key
     return message if message.startswith((f"case {job.case_id}:", f"case {key}:")) else f"case {key}: {message}"
 
 
@@ -201,7 +133,7 @@ def _execute(
     bar = progress_bar(total=len(jobs), desc="prepare", unit="case", disable=not progress or not jobs)
 
     def record(job: _Job, status: str, message: str) -> None:
-        key = f"{job.task.name}/{job.case_id}"
+        key = job.key
         bar.update(1)
         if status == "done":
             summary.done.append(key)
@@ -283,13 +215,16 @@ def prepare_collection(
     summary = PrepareSummary(out_dir=out_dir)
     try:
         preprocessing.check_tasks(collection.task_names, "preprocessing")
+        for dataset in collection.datasets:
+            if collection.dataset_tasks_of(dataset.name):
+                check_shared_grids(collection.dataset_tasks_of(dataset.name), preprocessing)
         _check_compatible(out_dir, collection, preprocessing)
         cache.remove_temporaries(out_dir)
         jobs = _plan(collection, raw_root, summary, keep_going, tasks)
         todo = []
         for job in jobs:
-            if cache.is_case_finished(out_dir, job.task.name, job.case_id):
-                summary.skipped.append(f"{job.task.name}/{job.case_id}")
+            if cache.is_case_finished(out_dir, job.task.storage_name, job.case_id):
+                summary.skipped.append(job.key)
             else:
                 todo.append(job)
         if workers > 1:
@@ -346,19 +281,25 @@ def write_manifest(
     """List every finished case of this collection (earlier runs included); the split is the current one.
     ``keep_others``: also keep the listed cases of the tasks this run did not plan (``tasks``)."""
     entries: list[dict[str, Any]] = _entries_of_other_tasks(out_dir, collection, jobs) if keep_others else []
-    for job in sorted(jobs, key=lambda j: (j.task.id, j.case_id)):
-        case_dir = out_dir / cache.case_relpath(job.task.name, job.case_id)
+    new: list[dict[str, Any]] = []
+    for job in jobs:
+        case_dir = out_dir / cache.case_relpath(job.task.storage_name, job.case_id)
         if not (case_dir / cache.META_FILE).is_file():
             continue
         meta = cache.read_json(case_dir / cache.META_FILE, "case meta.json")
-        meta["split"] = job.split
-        entries.append(meta)
+        # A case shared by several tasks holds one entry per task (`ccq.data.prepare_shared`).
+        for entry in meta["entries"] if "entries" in meta else [meta]:
+            if entry["task"] in job.task_names:
+                new.append({**entry, "split": job.split})
+    entries += sorted(new, key=lambda e: (e["task_id"], e["id"]))
+    planned = {name for job in jobs for name in job.task_names}
+    expected = sum(len(job.task_names) for job in jobs)
     return cache.write_index(
         out_dir,
         collection,
         preprocessing,
         entries,
-        complete=summary.ok and sum(1 for e in entries if e["task"] in {j.task.name for j in jobs}) == len(jobs),
+        complete=summary.ok and sum(1 for e in entries if e["task"] in planned) == expected,
         failed=[{"case": c, "reason": r} for c, r in summary.failed],
     )
 
@@ -369,7 +310,7 @@ def _entries_of_other_tasks(out_dir: Path, collection: Collection, jobs: list[_J
     path = out_dir / cache.MANIFEST_FILE
     if not path.is_file():
         return []
-    planned = {job.task.name for job in jobs}
+    planned = {name for job in jobs for name in job.task_names}
     others = set(collection.task_names) - planned
     earlier = cache.read_json(path, "manifest.json")
     cases = earlier.get("cases", []) if isinstance(earlier, dict) else []
@@ -378,5 +319,5 @@ def _entries_of_other_tasks(out_dir: Path, collection: Collection, jobs: list[_J
         for e in cases
         if isinstance(e, dict)
         and e.get("task") in others
-        and cache.is_case_finished(out_dir, str(e["task"]), str(e.get("id")))
+        and cache.is_case_finished(out_dir, str(e.get("dataset") or e["task"]), str(e.get("id")))
     ]

@@ -1,7 +1,8 @@
 """The validation split (held out from the training cases, never the test cases) and validation itself.
 
 The split is a pure function of the case ids and ``val_seed``: per task, the training cases are ranked by a
-hash of (seed, task, case id) and the first ``round(fraction * n)`` are held out (at least one when the task
+hash of (seed, task, case id) (the dataset's name instead of the task's for a dataset that labels several
+tasks: they hold out the same cases) and the first ``round(fraction * n)`` are held out (at least one when the task
 has two or more training cases, never all of them). So it does not depend on manifest order, on the training
 seed, or on other tasks, and the run folder records the chosen ids.
 """
@@ -52,7 +53,10 @@ def split_validation(
         k = min(k, n - 1)
         if max_per_task is not None:
             k = min(k, max_per_task)
-        ranked = sorted(items, key=lambda e: (zlib.crc32(f"{seed}/{task}/{e['id']}".encode()), e["id"]))
+        # Keyed by the dataset for tasks that share one (`ccq.data.collection_dataset`): the same cases are held
+        # out for all of them, so no held-out image is trained on through another of its tasks.
+        ranked = sorted(items, key=lambda e: (zlib.crc32(f"{seed}/{e.get('dataset') or task}/{e['id']}".encode()),
+                                              e["id"]))  # fmt: skip
         held = {case_key(e) for e in ranked[:k]}
         for e in items:
             (val if case_key(e) in held else train).append(case_key(e))

@@ -70,7 +70,8 @@ def run_record(trainer: Trainer) -> dict[str, Any]:
         "precision": trainer.precision.name,
         "split": {
             "rule": "per task, held out = first round(val_fraction * n) train cases ranked by "
-            "crc32(f'{val_seed}/{task}/{case}') (at least 1 when n >= 2, never all)",
+            "crc32(f'{val_seed}/{task}/{case}') (at least 1 when n >= 2, never all); the dataset's name for {task} "
+            "when tasks share a dataset",
             "val_fraction": config.val_fraction,
             "val_seed": config.val_seed,
             "validation": list(trainer.split.val),
