@@ -287,6 +287,33 @@ def estimate_memory(
     return int(BASE_MEMORY + max(stored + 2 * voxels + slabs, 2 * voxels + label_bytes + 3 * voxels))
 
 
+def task_foreground(
+    task: TaskSpec, label: np.ndarray, case_id: str, spacing: Sequence[float], max_locations: int = MAX_LOCATIONS
+) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
+    """(the manifest's per-channel keys, per-channel foreground locations) of ``task`` from a prepared label map
+    [D, H, W] on a grid of ``spacing`` mm: ``channels``, ``foreground_voxels``, ``foreground_ml``,
+    ``foreground_bbox`` and ``foreground_locations`` (None for a channel the task does not label)."""
+    seed = zlib.crc32(f"{task.name}/{case_id}".encode())
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    counts: dict[str, int | None] = {}
+    bboxes: dict[str, list | None] = {}
+    locations: dict[str, np.ndarray | None] = {}
+    for channel in CHANNELS:
+        lut = channel_lut(getattr(task, channel))
+        if lut is None:
+            counts[channel] = bboxes[channel] = locations[channel] = None
+            continue
+        counts[channel], bboxes[channel], locations[channel] = _foreground(lut[label], max_locations, seed)
+    fields = {
+        "channels": {c: (None if getattr(task, c) is None else list(getattr(task, c))) for c in CHANNELS},
+        "foreground_voxels": counts,
+        "foreground_ml": {c: None if n is None else round(n * voxel_ml, 4) for c, n in counts.items()},
+        "foreground_bbox": bboxes,
+        "foreground_locations": {c: None if v is None else len(v) for c, v in locations.items()},
+    }
+    return fields, locations
+
+
 def prepare_case(
     image: Volume,
     label: Volume | None,
@@ -322,17 +349,7 @@ def prepare_case(
     del lab, lab_canon
     box = crop_box(rows, plane, lab_prepared)
 
-    seed = zlib.crc32(f"{task.name}/{case_id}".encode())
-    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
-    counts: dict[str, int | None] = {}
-    bboxes: dict[str, list | None] = {}
-    locations: dict[str, np.ndarray | None] = {}
-    for channel in CHANNELS:
-        lut = channel_lut(getattr(task, channel))
-        if lut is None:
-            counts[channel] = bboxes[channel] = locations[channel] = None
-            continue
-        counts[channel], bboxes[channel], locations[channel] = _foreground(lut[lab_prepared], max_locations, seed)
+    foreground, locations = task_foreground(task, lab_prepared, case_id, grid.spacing, max_locations)
 
     shape = [int(n) for n in hu.shape]
     meta: dict[str, Any] = {
@@ -356,10 +373,6 @@ def prepare_case(
         "image_dtype": "int16",
         "storage": {"codec": CODEC, "chunks": list(DEFAULT_CHUNKS)},
         "hu_range": [lo, hi],
-        "channels": {c: (None if getattr(task, c) is None else list(getattr(task, c))) for c in CHANNELS},
-        "foreground_voxels": counts,
-        "foreground_ml": {c: None if n is None else round(n * voxel_ml, 4) for c, n in counts.items()},
-        "foreground_bbox": bboxes,
-        "foreground_locations": {c: None if v is None else len(v) for c, v in locations.items()},
+        **foreground,
     }
     return PreparedCase(hu=hu, label=lab_prepared, locations=locations, meta=meta, preprocessing=preprocessing)

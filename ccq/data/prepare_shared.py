@@ -11,15 +11,14 @@ tasks share plus ``entries``: one manifest entry per task. Each entry has the ke
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ccq.data.cache import case_relpath
-from ccq.data.collection import CHANNELS, TaskSpec
-from ccq.data.prepare import MAX_LOCATIONS, PreparedCase, Volume, _foreground, channel_lut, prepare_case
+from ccq.data.collection import TaskSpec
+from ccq.data.prepare import MAX_LOCATIONS, PreparedCase, Volume, prepare_case, task_foreground
 from ccq.data.preprocessing import PreprocessingConfig
 from ccq.errors import CCQError
 
@@ -48,27 +47,8 @@ def task_entry(
     base: Mapping[str, Any], task: TaskSpec, label: np.ndarray, case_id: str, max_locations: int = MAX_LOCATIONS
 ) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
     """(manifest entry, per-channel foreground locations) of ``task`` from the prepared ``label`` [D, H, W]."""
-    seed = zlib.crc32(f"{task.name}/{case_id}".encode())
-    voxel_ml = float(np.prod(base["spacing"])) / 1000.0
-    counts: dict[str, int | None] = {}
-    bboxes: dict[str, list | None] = {}
-    locations: dict[str, np.ndarray | None] = {}
-    for channel in CHANNELS:
-        lut = channel_lut(getattr(task, channel))
-        if lut is None:
-            counts[channel] = bboxes[channel] = locations[channel] = None
-            continue
-        counts[channel], bboxes[channel], locations[channel] = _foreground(lut[label], max_locations, seed)
-    entry = {
-        **base,
-        "task": task.name,
-        "task_id": task.id,
-        "channels": {c: (None if getattr(task, c) is None else list(getattr(task, c))) for c in CHANNELS},
-        "foreground_voxels": counts,
-        "foreground_ml": {c: None if n is None else round(n * voxel_ml, 4) for c, n in counts.items()},
-        "foreground_bbox": bboxes,
-        "foreground_locations": {c: None if v is None else len(v) for c, v in locations.items()},
-    }
+    foreground, locations = task_foreground(task, label, case_id, base["spacing"], max_locations)
+    entry = {**base, "task": task.name, "task_id": task.id, **foreground}
     return entry, locations
 
 
