@@ -35,6 +35,11 @@ def recompute_enabled(enabled: bool) -> Iterator[None]:
         _RECOMPUTE = previous
 
 
+def recompute_is_enabled() -> bool:
+    """Whether the units now being run recompute GroupNorm + activation in backward (`recompute_enabled`)."""
+    return _RECOMPUTE
+
+
 def _act(x: torch.Tensor, slope: float | None, inplace: bool) -> torch.Tensor:
     if slope is None:
         return x

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ccq.errors import CCQError
+from ccq.models import fused
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,14 @@ def _checkpointing(forward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(forward)
     def run(*args: Any, **kwargs: Any) -> Any:
         if torch.is_grad_enabled():
-            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+            # The recomputation runs in backward, outside the step's `recompute_enabled` block: it must store
+            # what the forward stored (GroupNorm + activation or not), or torch finds a different tensor count.
+            recompute = fused.recompute_is_enabled()
+
+            def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+                return contextlib.nullcontext(), fused.recompute_enabled(recompute)
+
+            return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
         return forward(*args, **kwargs)  # evaluation: nothing to store anyway
 
     return run

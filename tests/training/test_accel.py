@@ -51,8 +51,12 @@ def test_activation_checkpointing_needs_stages() -> None:
         accel.enable_activation_checkpointing(torch.nn.Linear(2, 2))
 
 
-def test_channels_last_and_checkpointing_train(tiny_prepared: Path, tiny_config, tmp_path: Path) -> None:
-    config = tiny_config.replace(channels_last=True, activation_checkpointing=True, iterations=2, val_every=0)
+@pytest.mark.parametrize("recompute", [True, False])
+def test_channels_last_and_checkpointing_train(tiny_prepared: Path, tiny_config, tmp_path: Path, recompute) -> None:
+    """Activation checkpointing recomputes in backward, outside the step's `recompute_enabled` block: with
+    GroupNorm + activation stored (recompute_norm_act false, the demo's) the recomputation must store them too."""
+    config = tiny_config.replace(channels_last=True, activation_checkpointing=True, iterations=2, val_every=0,
+                                 recompute_norm_act=recompute)  # fmt: skip
     result = Trainer(config, tiny_prepared, tmp_path / "run", progress=False, echo=lambda _: None).fit()
     losses = [r["loss"] for r in read_log(tmp_path / "run") if r["kind"] == "train"]
     assert result.state.iteration == 2 and len(losses) == 2 and all(v == v for v in losses)
