@@ -31,3 +31,37 @@ def test_one_tiny_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     if tumors:
         assert record["means"]["tumor"] == pytest.approx(sum(tumors) / len(tumors))
     assert record["iterations"] == 2
+
+
+def test_input_grid_scores_as_the_demo_reports(tmp_path: Path, monkeypatch, capsys) -> None:
+    """--input-grid gives the Dice `ccq predict --tasks all` + `ccq evaluate --definition standard` give (what `ccq
+    demo` prints), to the last digit, for every labeled channel."""
+    from ccq.commands.evaluate import EvaluateOptions, run_evaluate
+    from ccq.data.collection import load_collection
+    from ccq.demo import _link_test_images
+    from ccq.inference.runner import PredictOptions, run_predict
+
+    train = {"iterations": 4, "val_every": 0, "save_every": 4, "log_every": 1}
+    args = ["--work", str(tmp_path), "--name", "t", "--cases", "2", "--test-cases", "1", "--shape", "24", "48", "48",
+            "--tasks", "liver,lung", "--model", "tiny", "--train", json.dumps(train), "--threads", "1",
+            "--input-grid"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), *args])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["scored_on"] == "input grid"
+
+    (phantom,) = tmp_path.glob("phantom-*")
+    collection = load_collection(phantom / "collection.yaml")
+    _link_test_images(collection, tmp_path / "test-images")
+    run = tmp_path / "runs" / "t"
+    model = run / "best" if (run / "best").is_dir() else run / "last"  # the folder the trial scored
+    run_predict(PredictOptions(input_path=tmp_path / "test-images", output=tmp_path / "pred", model=model,
+                               device="cpu", tta=False, progress=False), echo=lambda *_: None)  # fmt: skip
+    evaluate = EvaluateOptions(pred=tmp_path / "pred", gt=phantom, collection=str(phantom / "collection.yaml"),
+                               cases="test", definition="standard", progress=False)  # fmt: skip
+    summary = run_evaluate(evaluate, echo=lambda *_: None)
+    evaluated = {tuple(k.split("/")): v["dice"] for k, v in summary["categories"].items()}
+    reported = {(task, channel): v for task, channels in record["dice"].items() for channel, v in channels.items()}
+    assert reported.keys() == evaluated.keys() == {("liver", "organ"), ("liver", "tumor"), ("lung", "tumor")}
+    for key, value in evaluated.items():
+        assert reported[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key
