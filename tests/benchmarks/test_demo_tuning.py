@@ -65,3 +65,26 @@ def test_input_grid_scores_as_the_demo_reports(tmp_path: Path, monkeypatch, caps
     assert reported.keys() == evaluated.keys() == {("liver", "organ"), ("liver", "tumor"), ("lung", "tumor")}
     for key, value in evaluated.items():
         assert reported[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key
+
+
+def test_demo_diagnosis_on_a_tiny_demo(tmp_path: Path, monkeypatch, capsys) -> None:
+    """benchmarks/demo_diagnosis.py: the grid ceiling of every labeled channel (a label sent to the working grid
+    and back scores far above chance, at most 1), train and test Dice, the probability inside each test tumor."""
+    from typer.testing import CliRunner
+
+    from ccq.cli import app
+
+    out = tmp_path / "demo"
+    tiny = ["--cases", "3", "--test-cases", "1", "--shape", "24", "48", "48", "--tasks", "liver,lung",
+            "--model-preset", "tiny", "--iterations", "2", "--no-progress"]  # fmt: skip
+    assert CliRunner().invoke(app, ["demo", "--out", str(out), *tiny]).exit_code == 0
+    script = SCRIPT.with_name("demo_diagnosis.py")
+    monkeypatch.setattr(sys, "argv", [str(script), str(out), "--threads", "1"])
+    runpy.run_path(str(script), run_name="__main__")
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines()[-5:])
+    ceiling = json.loads(lines["ceiling"])
+    assert set(ceiling) == {"liver/organ", "liver/tumor", "lung/tumor"}
+    assert all(0.5 < v <= 1.0 for v in ceiling.values()), ceiling
+    assert set(json.loads(lines["train"])) == set(json.loads(lines["test"])) == set(ceiling)
+    missed = json.loads(lines["missed"])
+    assert set(missed) == {"liver/tumor", "lung/tumor"} and all(0 <= p <= 1 for v in missed.values() for p in v)
