@@ -20,7 +20,13 @@ def _standardize(weight: torch.Tensor, eps: float) -> torch.Tensor:
     flat = weight.flatten(1)
     centred = flat - flat.mean(dim=1, keepdim=True)
     std = torch.sqrt(centred.var(dim=1, keepdim=True) + eps)
-    return (centred / std).view_as(weight)
+    out = (centred / std).view_as(weight)
+    # Keep a channels-last weight channels-last: a convolution whose weight and input are both contiguous gives a
+    # contiguous output, so a standardized (contiguous) weight after the one-channel stem, whose output cannot
+    # tell the layouts apart, would run the whole encoder in the slower contiguous layout.
+    if weight.dim() == 5 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last_3d):
+        out = out.contiguous(memory_format=torch.channels_last_3d)
+    return out
 
 
 class _Standardize(torch.autograd.Function):
