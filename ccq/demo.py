@@ -13,7 +13,7 @@ The output folder::
     DIR/model/          the model to use: a checkpoint for `ccq predict --model DIR/model`
     DIR/test-images/    links to the held-out test CTs (the input of `ccq predict`)
     DIR/predictions/    their predictions for every task (CASE/TASK.nii.gz + labels.json)
-    DIR/evaluation/     `ccq evaluate`'s summary.json, cases.csv, table.md and overlays/
+    DIR/evaluation/     `ccq evaluate`'s summary.json, cases.csv, table.md and overlays/ (of each task's first case)
     DIR/summary.json    the evaluation summary of the demo model (as DIR/evaluation/summary.json)
     DIR/report.md       the table, the training curves, overlays, timings and the commands
     DIR/results.json    the Dice table and timings of every model (with --compare: the baseline's too)
@@ -241,7 +241,8 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoR
         evaluation = out / f"evaluation{suffix}"
         evaluate = EvaluateOptions(
             pred=out / f"predictions{suffix}", gt=out / "phantom", collection=str(out / "phantom" / "collection.yaml"),
-            cases="test", definition=DICE_DEFINITION, out=evaluation, overlays=label == "CCQ", progress=False,
+            cases="test", definition=DICE_DEFINITION, out=evaluation, overlays=label == "CCQ",
+            overlay_cases=1 if label == "CCQ" else None, progress=False,
         )  # fmt: skip
         _ccq("evaluate", evaluate, run_evaluate, echo, commands)
         summaries[label] = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))

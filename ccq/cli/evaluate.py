@@ -85,6 +85,10 @@ def evaluate(
             "--overlays", help="Also write PNGs (CT, prediction and ground-truth outlines) to OUT/overlays/CASE/TASK/."
         ),
     ] = False,
+    overlay_cases: Annotated[
+        int | None,
+        option("--overlay-cases", min=1, help="With --overlays: only the first N cases of each task (default: all)."),
+    ] = None,
     images: Annotated[
         Path | None,
         option(
@@ -104,6 +108,7 @@ def evaluate(
     options = EvaluateOptions(
         pred=pred, gt=gt, collection=collection, task=task, cases=cases, definition=definition,
         spacing=None if spacing is None else tuple(spacing), preprocessing=preprocessing, out=out,
-        overwrite=overwrite, compare_paper=compare_paper, overlays=overlays, images=images, progress=progress,
+        overwrite=overwrite, compare_paper=compare_paper, overlays=overlays, overlay_cases=overlay_cases,
+        images=images, progress=progress,
     )  # fmt: skip
     run_evaluate(options, echo=typer.echo)

@@ -29,6 +29,8 @@ class EvaluateOptions:
     overwrite: bool = flag("--overwrite", False)
     compare_paper: bool = flag("--compare-paper", False)
     overlays: bool = flag("--overlays", False)
+    overlay_cases: int | None = flag("--overlay-cases", None)
+    """With --overlays: only the first N cases of each task."""
     images: Path | None = flag("--images", None)
     progress: bool = flag("--progress", True, negative="--no-progress")
 
@@ -49,7 +51,8 @@ def run_evaluate(options: EvaluateOptions, echo: Callable[..., None] = print) ->
     summary = evaluate_folder(
         o.pred, o.gt, task=o.task, collection=o.collection, definition=o.definition, spacing=spacing,
         preprocessing=o.preprocessing, cases=selection, out=o.out, overwrite=o.overwrite,
-        compare_paper=o.compare_paper, overlays=o.overlays, images=o.images, progress=o.progress, echo=echo,
+        compare_paper=o.compare_paper, overlays=o.overlays, overlay_cases=o.overlay_cases,
+        images=o.images, progress=o.progress, echo=echo,
     )  # fmt: skip
     echo(format_summary(summary))
     where = o.pred if o.out is None else o.out

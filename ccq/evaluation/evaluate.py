@@ -186,6 +186,17 @@ def _plan_overlays(sources: Sequence[CaseSource], out: Path, overwrite: bool) ->
                 raise CCQError(f"{taken[0]} exists; refusing to overwrite it: choose another --out or pass --overwrite")
 
 
+def _first_per_task(sources: Sequence[CaseSource], per_task: int | None) -> set[int]:
+    """Indices of the sources that get overlays: the first ``per_task`` of each task (all when None)."""
+    counts: dict[str, int] = {}
+    chosen = set()
+    for index, source in enumerate(sources):
+        counts[source.task.name] = counts.get(source.task.name, 0) + 1
+        if per_task is None or counts[source.task.name] <= per_task:
+            chosen.add(index)
+    return chosen
+
+
 def write_case_overlays(source: CaseSource, loaded: LoadedCase, out: Path) -> list[Path]:
     """PNGs of the CT with the prediction (solid) and the ground truth (dashed) of each labeled channel."""
     from ccq.viz.overlays import write_overlays
@@ -225,6 +236,7 @@ def evaluate_folder(
     overwrite: bool = False,
     compare_paper: bool = False,
     overlays: bool = False,
+    overlay_cases: int | None = None,
     images: str | Path | None = None,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
@@ -236,8 +248,11 @@ def evaluate_folder(
     1.5 x 0.8 x 0.8; a prepared folder's own). ``preprocessing``: instead, each task's own working grid (a
     preprocessing file, a checkpoint folder or a `PreprocessingConfig`: the grids a model works on, e.g. a
     converted official checkpoint's). ``write`` False returns the summary without writing anything.
-    ``overlays``: also write PNGs to ``OUT/overlays/CASE/TASK/`` (the CTs from ``images`` or the raw dataset).
+    ``overlays``: also write PNGs to ``OUT/overlays/CASE/TASK/`` (the CTs from ``images`` or the raw dataset);
+    ``overlay_cases``: only for the first N scored cases of each task (None: every case).
     """
+    if overlay_cases is not None and overlay_cases < 1:
+        raise CCQError(f"--overlay-cases {overlay_cases}: expected a positive number of cases per task")
     check_definition(definition)
     pred_dir, gt_dir = Path(pred).expanduser(), Path(gt).expanduser()
     if not pred_dir.is_dir():
@@ -270,18 +285,20 @@ def evaluate_folder(
         check_reports_free(out_dir, overwrite)
     sources = find_sources(pred_dir, gt_dir, tasks_from, tasks, selection, single_task=task is not None,
                            prepared=prepared, images=images_dir)  # fmt: skip
+    drawn: set[int] = set()
     if overlays:
-        _plan_overlays(sources, out_dir, overwrite)
+        drawn = _first_per_task(sources, overlay_cases)
+        _plan_overlays([sources[i] for i in sorted(drawn)], out_dir, overwrite)
 
     from tqdm import tqdm
 
     records: list[dict[str, Any]] = []
     grids: set[str] = set()
-    for source in tqdm(sources, desc="evaluate", unit="case", disable=not progress):
+    for index, source in enumerate(tqdm(sources, desc="evaluate", unit="case", disable=not progress)):
         loaded = load_case(source, definition, working if task_grids is None else task_grids[source.task.name])
         grids.add(loaded.grid)
         records += score_case(source, loaded, definition)
-        if overlays:
+        if index in drawn:
             written = write_case_overlays(source, loaded, out_dir)
             if echo is not None:
                 echo(f"{source.case_id} ({source.task.name}): {len(written)} overlay(s) in {written[0].parent}")

@@ -190,6 +190,23 @@ def test_overlays(tree: EvalTree, tmp_path: Path) -> None:
                         collection=tree.collection_file, overlays=True, write=False)  # fmt: skip
 
 
+def test_overlay_cases_draws_only_the_first_cases_of_each_task(tree: EvalTree, tmp_path: Path) -> None:
+    pytest.importorskip("ccq.viz.overlays")
+    out = tmp_path / "report"
+    summary = evaluate_folder(tree.pred, tree.raw, collection=tree.collection_file, cases="all", out=out,
+                              overlays=True, overlay_cases=1)  # fmt: skip
+    drawn = sorted(f"{p.name}/{p.parent.name}" for p in (out / "overlays").glob("*/*") if p.is_dir())  # TASK/CASE
+    per_task: dict[str, list[str]] = {}
+    for record in summary["cases"]:
+        per_task.setdefault(record["task"], []).append(record["case"])
+    # every case is scored, only the first of each task is drawn
+    assert drawn == sorted(f"{task}/{sorted(cases)[0]}" for task, cases in per_task.items())
+    assert all(len(set(cases)) > 1 for cases in per_task.values())
+    with pytest.raises(CCQError, match="--overlay-cases 0"):
+        evaluate_folder(tree.pred, tree.raw, collection=tree.collection_file, overlays=True, overlay_cases=0,
+                        write=False)  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
