@@ -185,11 +185,11 @@ PRESETS: dict[str, TrainConfig] = {
         # narrow encoder convolutions on its slow non-oneDNN path (twice the time per patch), and per patch batch 1
         # learns no faster. Channels-last makes the oneDNN convolutions some 1.4x faster on a CPU, and storing
         # GroupNorm + activation instead of recomputing them in backward some 10 % (bitwise the same weights on a
-        # CPU: tests/training/test_trainer.py). 1700 iterations (about 7 minutes on 2 cores): tumor channels
-        # switch on late (some after 600-800 iterations) and the organ channels are still rising at 1400 (the demo
-        # missed its organ goal there). A recipe with a higher rate, EMA and tumor crops, tuned on other seeds,
-        # was not better on the demo's own (BENCHMARKS.md, "The demo": issue #18's search).
-        iterations=1700,
+        # CPU: tests/training/test_trainer.py). 2200 iterations (about 5 minutes on 2 cores): the organ channels
+        # are still rising at 1700, and the tumor channels first draw a blob where tumors usually are before they
+        # learn what a tumor looks like; 2300 iterations against 1700 gained 1-2 organ and 2-5 tumor points on
+        # the tuning seeds. A higher rate, EMA and tumor crops were not better (BENCHMARKS.md, "The demo").
+        iterations=2200,
         batch_size=2,
         optimizer="adamw",
         lr=0.003,
@@ -200,9 +200,9 @@ PRESETS: dict[str, TrainConfig] = {
         num_workers=0,
         val_fraction=0.1,
         val_max_per_task=1,
-        val_every=280,
+        val_every=275,
         val_batch_size=4,
-        save_every=280,
+        save_every=275,
         log_every=10,
         device="cpu",
     ),

@@ -43,6 +43,10 @@ def test_tiny_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert category in text, category
     assert f"ccq predict -i {out / 'test-images'}" in text and f"--model {out / 'model'}" in text
     loaded = load_checkpoint(out / "model")
+    # The model is the run's last weights (not best/), without the optimizer state.
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["checkpoint.json", "model.safetensors"]
+    last = out / "run" / "last" / "model.safetensors"
+    assert (out / "model" / "model.safetensors").read_bytes() == last.read_bytes()
     assert loaded.collection.task_names == ("liver", "colon")
     assert loaded.model_config.patch_size == (16, 32, 32)
     # Every test case predicted for every task; the summary in the evaluate format (keys outside checks read).

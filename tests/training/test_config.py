@@ -32,10 +32,14 @@ def test_official_preset_is_the_paper_recipe() -> None:
 def test_demo_preset_is_the_measured_recipe() -> None:
     """BENCHMARKS.md's demo figures were measured with exactly this recipe: changing it means measuring again."""
     c = get_train_preset("demo")
-    assert (c.model, c.iterations, c.batch_size, c.optimizer, c.lr) == ("demo", 1700, 2, "adamw", 0.003)
+    assert (c.model, c.iterations, c.batch_size, c.optimizer, c.lr) == ("demo", 2200, 2, "adamw", 0.003)
     assert (c.lr_step, c.lr_schedule, c.warmup_iterations, c.ema_decay) == ("iteration", "poly", 0, None)
     assert c.sampling.tumor_fraction == 0.0 and c.sampling.augmentation.flip_p == 0.0
     assert c.channels_last and not c.recompute_norm_act and c.num_workers == 0
+    from ccq.demo import DemoOptions  # and on this many phantoms, 8 of each task's 22 held out
+
+    assert (DemoOptions.cases, DemoOptions.test_cases, DemoOptions.tasks) == (
+        22, 8, ("liver", "kidney", "pancreas", "lung", "spleen"))  # fmt: skip
 
 
 def test_json_round_trip_and_frozen() -> None:
