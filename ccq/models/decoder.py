@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ccq.models.config import Activation, SkipMode
-from ccq.models.fused import norm_act_conv, upsample2
+from ccq.models.fused import GroupNorm, norm_act_conv, upsample2
 from ccq.models.layers import ResBlock, activation_slope, conv_weight, make_conv
 
 
@@ -44,10 +44,10 @@ class SkipGate(nn.Module):
         self.mode = mode
         self.channels = channels
         self.norm_groups = norm_groups
-        self.norm1 = nn.GroupNorm(norm_groups, 2 * channels)
+        self.norm1 = GroupNorm(norm_groups, 2 * channels)
         self.conv1 = make_conv(2 * channels, channels, kernel, 1, weight_std)
         self.slope = activation_slope(activation, negative_slope)
-        self.norm2 = nn.GroupNorm(norm_groups, channels)
+        self.norm2 = GroupNorm(norm_groups, channels)
         self.conv2 = make_conv(channels, 1, kernel, 1, weight_std)
 
     def _first_conv(self, skip: torch.Tensor, low: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ccq.models.config import Activation
+from ccq.models.fused import GroupNorm
 from ccq.models.layers import activation_slope, apply_norm_act_conv, make_activation, make_conv, make_stage
 
 
@@ -39,7 +40,7 @@ class CNNEncoder(nn.Module):
             previous = c
         self.stages = nn.ModuleList(stages)
         self.fusion = nn.Sequential(
-            nn.GroupNorm(norm_groups, previous),
+            GroupNorm(norm_groups, previous),
             make_activation(activation, negative_slope),
             make_conv(previous, previous, 1, 1, weight_std),
         )

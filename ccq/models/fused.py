@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils import _python_dispatch
 
 _RECOMPUTE = True
@@ -114,11 +115,39 @@ class _Spec(NamedTuple):
     padding: tuple[int, int, int]
 
 
+def group_norm(
+    x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> torch.Tensor:
+    """F.group_norm; x: [B, C, ...] -> the same shape.
+
+    PyTorch's CPU GroupNorm backward crashes the process (a segmentation fault, torch 2.13) for a channels-last
+    input that needs no gradient while the weight does: the output of a frozen part (`--freeze encoder`) entering a
+    trained GroupNorm under channels-last. Such an input is normalised in the contiguous layout instead: the same
+    values, one copy, only in that case."""
+    if (
+        x.device.type == "cpu"
+        and not x.requires_grad
+        and not x.is_contiguous()
+        and torch.is_grad_enabled()
+        and any(p is not None and p.requires_grad for p in (weight, bias))
+    ):
+        x = x.contiguous()
+    return F.group_norm(x, groups, weight, bias, eps)
+
+
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm (same parameters and state-dict keys) through `group_norm`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C, ...] -> the same shape."""
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
 def _front(x: torch.Tensor, gn_weight: torch.Tensor, gn_bias: torch.Tensor, spec: _Spec) -> torch.Tensor:
     # The activation after GN runs in place on GN's fresh output (GN's backward needs its input, not its output):
     # a new full-size tensor costs more in page faults than the activation itself.
     h = _act(x, spec.pre_slope, inplace=False)
-    return _act(F.group_norm(h, spec.groups, gn_weight, gn_bias, spec.eps), spec.post_slope, inplace=True)
+    return _act(group_norm(h, spec.groups, gn_weight, gn_bias, spec.eps), spec.post_slope, inplace=True)
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ccq.models.config import Activation
+from ccq.models.fused import GroupNorm
 from ccq.models.layers import activation_slope, apply_norm_act_conv, make_activation
 
 
@@ -52,7 +53,7 @@ class _Conditioning(nn.Module):
 
     def __init__(self, feature_channels: int, norm_groups: int) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(norm_groups, feature_channels)
+        self.norm = GroupNorm(norm_groups, feature_channels)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         """feature: [B, C, d, h, w] -> [B, C]."""
@@ -71,7 +72,7 @@ class PreHead(nn.Sequential):
         negative_slope: float,
     ) -> None:
         super().__init__(
-            nn.GroupNorm(norm_groups, in_channels),
+            GroupNorm(norm_groups, in_channels),
             make_activation(activation, negative_slope),
             nn.Conv3d(in_channels, head_channels, 1),
         )

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ccq.models.config import Activation
-from ccq.models.fused import conv3d, norm_act_conv
+from ccq.models.fused import GroupNorm, conv3d, norm_act_conv
 
 
 def make_activation(kind: Activation, negative_slope: float = 0.1) -> nn.Module:
@@ -140,14 +140,14 @@ class ResBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.slope = activation_slope(activation, negative_slope)
-        self.norm1 = nn.GroupNorm(norm_groups, in_channels)
+        self.norm1 = GroupNorm(norm_groups, in_channels)
         self.conv1 = make_conv(in_channels, out_channels, 3, stride, weight_std)
-        self.norm2 = nn.GroupNorm(norm_groups, out_channels)
+        self.norm2 = GroupNorm(norm_groups, out_channels)
         self.conv2 = make_conv(out_channels, out_channels, 3, 1, weight_std)
         self.shortcut: nn.Sequential | None = None
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.GroupNorm(norm_groups, in_channels),
+                GroupNorm(norm_groups, in_channels),
                 make_activation(activation, negative_slope),
                 make_conv(in_channels, out_channels, 1, stride, weight_std),
             )

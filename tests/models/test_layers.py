@@ -42,6 +42,45 @@ def test_channels_last_encoder_runs_channels_last_after_the_one_channel_stem():
         assert tensor.is_contiguous(memory_format=layout) and not tensor.is_contiguous()
 
 
+_FROZEN_STEP = """
+import torch
+from ccq.models import build_model, get_preset
+from ccq.models.fused import group_norm, recompute_enabled
+from ccq.training.init_from import freeze_parts
+from ccq.training.loss import partial_label_loss
+
+torch.manual_seed(0)
+layout = torch.channels_last_3d
+x = torch.randn(2, 8, 4, 8, 8).contiguous(memory_format=layout)  # needs no gradient; the weight does
+w, b = torch.rand(8, requires_grad=True), torch.rand(8, requires_grad=True)
+(gw, gb) = torch.autograd.grad(group_norm(x, 4, w, b, 1e-5).square().sum(), (w, b))
+w2, b2 = w.detach().requires_grad_(), b.detach().requires_grad_()
+(ew, eb) = torch.autograd.grad(torch.nn.functional.group_norm(x.contiguous(), 4, w2, b2, 1e-5).square().sum(), (w2, b2))
+torch.testing.assert_close((gw, gb), (ew, eb))
+config = get_preset("tiny", num_tasks=2)
+for part in ("encoder", "image_transformer", "decoder"):
+    for recompute in (True, False):
+        model = build_model(config).train().to(memory_format=layout)
+        freeze_parts(model, [part])
+        image = torch.randn(2, 1, *config.patch_size).contiguous(memory_format=layout)
+        target = (torch.rand(2, 2, *config.patch_size) > 0.9).float()
+        with recompute_enabled(recompute):
+            partial_label_loss(model(image, torch.tensor([0, 1])), target).total.backward()
+print("ok")
+"""
+
+
+def test_frozen_parts_train_under_channels_last():
+    """PyTorch's CPU GroupNorm backward crashed the process for a channels-last input without gradient and a weight
+    with one (a frozen encoder's output entering the trained decoder): `group_norm` avoids that kernel. Run in a
+    child process, so that a crash is a failed test and not a dead test runner."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FROZEN_STEP], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
+
+
 def test_ws_conv_caches_only_without_grad_and_refreshes_on_weight_change():
     conv = WSConv3d(2, 3, 3).eval()
     x = torch.randn(1, 2, 4, 4, 4)

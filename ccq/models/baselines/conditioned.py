@@ -14,6 +14,7 @@ from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks, one_hot_
 from ccq.models.config import Activation, SkipMode
 from ccq.models.decoder import Decoder, SkipDecoder
 from ccq.models.encoder import CNNEncoder
+from ccq.models.fused import GroupNorm, group_norm
 from ccq.models.head import PreHead
 from ccq.models.layers import activation_slope, make_conv
 
@@ -86,7 +87,7 @@ def _norm_film_act(
 ) -> torch.Tensor:
     """act(GN(x) * (1 + scale) + shift), slope 0.0 = ReLU; x: [M, C, D, H, W], scale and shift: [M, C]."""
     scale, shift = (v.view(*v.shape, 1, 1, 1) for v in film)
-    y = torch.addcmul(shift, F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps), 1.0 + scale)
+    y = torch.addcmul(shift, group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps), 1.0 + scale)
     return F.relu(y) if slope == 0.0 else F.leaky_relu(y, slope)
 
 
@@ -104,14 +105,14 @@ class ConditionedResBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.slope = activation_slope(activation, negative_slope)
-        self.norm1 = nn.GroupNorm(norm_groups, in_channels)
+        self.norm1 = GroupNorm(norm_groups, in_channels)
         self.conv1 = make_conv(in_channels, out_channels, 3, 1, weight_std)
-        self.norm2 = nn.GroupNorm(norm_groups, out_channels)
+        self.norm2 = GroupNorm(norm_groups, out_channels)
         self.conv2 = make_conv(out_channels, out_channels, 3, 1, weight_std)
         self.shortcut_norm: nn.GroupNorm | None = None
         self.shortcut_conv: nn.Conv3d | None = None
         if in_channels != out_channels:
-            self.shortcut_norm = nn.GroupNorm(norm_groups, in_channels)
+            self.shortcut_norm = GroupNorm(norm_groups, in_channels)
             self.shortcut_conv = make_conv(in_channels, out_channels, 1, 1, weight_std)
 
     @property
