@@ -117,6 +117,24 @@ def test_model_speed_bad_preset_is_one_line_error() -> None:
     assert "unknown model preset" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_layout_speed_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = run_script(str(BENCHMARKS / "layout_speed.py"), "--presets", "tiny", "--rounds", "1", "--repeats", "1",
+                      "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| tiny")]
+    assert [row.split("|")[2].strip() for row in rows] == ["contiguous", "cl-encoder-contiguous", "channels-last"]
+    assert all(float(row.split("|")[3]) > 0 for row in rows)
+    # The old layout is reproduced by the benchmark and undone after it: standardization keeps channels-last again.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    layout_speed = importlib.import_module("layout_speed")
+    from ccq.models.layers import standardize_weight
+
+    w = torch.randn(4, 4, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d)
+    with layout_speed.contiguous_standardized_weights():
+        assert standardize_weight(w).is_contiguous()
+    assert not standardize_weight(w).is_contiguous()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from /proc")
 def test_read_speed_smoke() -> None:
     proc = run_script(str(BENCHMARKS / "read_speed.py"), "--shape", "24", "20", "8", "--repeats", "1", "--json")
