@@ -5,12 +5,13 @@
 For each model preset, three layouts of the same weights: ``contiguous`` (NCDHW), ``cl-encoder-contiguous``
 (channels-last weights, but weight-standardized convolutions given contiguous standardized weights: after the
 one-channel stem, whose output is both layouts at once, the encoder then ran contiguous; what `ccq train
---channels-last` and `ccq predict` did before issue #18) and ``channels-last`` (today: standardization keeps the
+--channels-last` did before issue #18) and ``channels-last`` (today: in training, standardization keeps the
 weight's layout, so every level runs channels-last). Timed: one training step (forward + backward of model + loss;
 the demo preset at batch 2 with GroupNorm + activation stored, as the demo trains; the others at batch 1 with the
 default recomputation) and one inference window (batch 1, no gradient, both branches of one task, as a sliding
-window of `ccq predict`). The variants alternate within each round; medians over the rounds, and each layout's
-time relative to ``channels-last``.
+window of `ccq predict`; without gradient the standardized weights are contiguous in both channels-last variants,
+so their windows differ by noise only). The variants alternate within each round; medians over the rounds, and
+each layout's time relative to ``channels-last``.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ LAYOUTS = ("contiguous", "cl-encoder-contiguous", "channels-last")
 
 @contextlib.contextmanager
 def contiguous_standardized_weights() -> Iterator[None]:
-    """Standardized weights as they were before: always contiguous, whatever the raw weight's layout."""
-    keeping = layers._standardize
-    layers._standardize = lambda weight, eps: keeping(weight, eps).contiguous()
+    """Trained standardized weights as they were before: always contiguous, whatever the raw weight's layout."""
+    keeping = layers._in_layout_of
+    layers._in_layout_of = lambda out, weight: out
     try:
         yield
     finally:
-        layers._standardize = keeping
+        layers._in_layout_of = keeping
 
 
 def patch_of(preset: str) -> tuple[int, int, int]:

@@ -121,7 +121,7 @@ def group_norm(
     """F.group_norm; x: [B, C, ...] -> the same shape.
 
     PyTorch's CPU GroupNorm backward crashes the process (a segmentation fault, torch 2.13) for a channels-last
-    input that needs no gradient while the weight does: the output of a frozen part (`--freeze encoder`) entering a
+    input that needs no gradient while the weight does: a frozen part's output (`--freeze decoder`, say) entering a
     trained GroupNorm under channels-last. Such an input is normalised in the contiguous layout instead: the same
     values, one copy, only in that case."""
     if (

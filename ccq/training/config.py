@@ -183,7 +183,7 @@ PRESETS: dict[str, TrainConfig] = {
         # Measured on the phantoms (benchmarks/demo_tuning.py, BENCHMARKS.md): AdamW at 3e-3 learns in far fewer
         # iterations than the official SGD (and than AdamW at 1e-3 or 1e-2). Batch 2: at batch 1 PyTorch runs the
         # narrow encoder convolutions on its slow non-oneDNN path (twice the time per patch), and per patch batch 1
-        # learns no faster. Channels-last makes a demo step 1.55x faster on a CPU (benchmarks/layout_speed.py), and
+        # learns no faster. Channels-last makes a demo step 1.5-1.7x faster on a CPU (benchmarks/layout_speed.py), and
         # storing GroupNorm + activation instead of recomputing them in backward some 10 % (bitwise the same weights
         # on a CPU: tests/training/test_trainer.py). 2200 iterations (about 5 minutes on 2 cores): the organ channels
         # are still rising at 1700, and the tumor channels first draw a blob where tumors usually are before they

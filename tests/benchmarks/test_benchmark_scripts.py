@@ -129,7 +129,7 @@ def test_layout_speed_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     layout_speed = importlib.import_module("layout_speed")
     from ccq.models.layers import standardize_weight
 
-    w = torch.randn(4, 4, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d)
+    w = torch.randn(4, 4, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
     with layout_speed.contiguous_standardized_weights():
         assert standardize_weight(w).is_contiguous()
     assert not standardize_weight(w).is_contiguous()
