@@ -7,18 +7,17 @@ from typing import Annotated
 
 import typer
 
+from ccq.cli.options import option
+
 
 def prepare(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder to write the prepared cases into.", show_default=False)
-    ],
+    out: Annotated[Path, option("--out", "-o", help="Folder to write the prepared cases into.")],
     raw: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--raw",
             help="Folder holding the downloaded datasets (Task03_Liver, kits19/data, ...). "
             "Optional when the collection file sets `root`.",
-            show_default=False,
         ),
     ] = None,
     collection: Annotated[
@@ -31,30 +30,27 @@ def prepare(
     ] = False,
     folders: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--folders",
             help="JSON/YAML mapping task name (or the name of a dataset that labels several tasks) -> folder, for "
             "datasets whose folder names differ; 'official': "
             "the authors' prepared MOTS folder (0123456_spacing_same: 0Liver, 1Kidney/origin, ...).",
-            show_default=False,
         ),
     ] = None,
     preprocessing: Annotated[
         Path | None,
-        typer.Option(
+        option(
             "--preprocessing",
             help="JSON/YAML PreprocessingConfig (spacing, HU window, per-task grids ...), or a checkpoint folder "
             "(the grids its model works on); default: the paper's (1.5 x 0.8 x 0.8 mm for every task).",
-            show_default=False,
         ),
     ] = None,
     only_tasks: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--tasks",
             help="Prepare only these tasks of the collection, comma-separated (e.g. the tasks a collection adds to a "
             "trained model's); the folder still records the whole collection.",
-            show_default=False,
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,

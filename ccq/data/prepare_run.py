@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import active_children, get_context
@@ -31,10 +30,6 @@ from ccq.errors import CCQError, Interrupted
 from ccq.utils import fs
 from ccq.utils.config import FieldError
 from ccq.utils.progress import progress_bar
-
-HANG_ENV = "CCQ_TEST_PREPARE_HANG"
-"""Fault injection for the tests of interruption: set, every case sleeps until its process is killed (a stand-in
-for a case that takes minutes)."""
 
 
 def _has_prepared_cases(out_dir: Path) -> bool:
@@ -89,8 +84,6 @@ def _check_compatible(out_dir: Path, collection: Collection, preprocessing: Prep
 
 def _run_job(job: _Job, out_dir: Path, preprocessing: PreprocessingConfig) -> tuple[str, str]:
     """Prepare and write one case in a worker -> ("done" | "failed", message)."""
-    while os.environ.get(HANG_ENV):
-        time.sleep(60)
     try:
         if job.tasks:
             case = prepare_shared_case(job.image, job.label, job.tasks, preprocessing, case_id=job.case_id,

@@ -28,7 +28,6 @@ import pytest
 
 import ccq
 from ccq.cli import main
-from ccq.data.prepare_run import HANG_ENV
 from tests.tiny import write_phantom_world
 
 CEILING = 3 * 2**30
@@ -61,6 +60,32 @@ def ccq_popen(*args: str, stderr: Path, env: dict[str, str] | None = None) -> su
     with open(stderr, "w") as err:
         return subprocess.Popen([sys.executable, "-m", "ccq", *args], stdout=subprocess.DEVNULL, stderr=err,
                                 env=_env(env), preexec_fn=_default_sigint)  # fmt: skip
+
+
+HANG = """\
+# Written by tests/cli/test_hostile_inputs.py: every case of `ccq prepare` sleeps until its process is killed (a
+# stand-in for a case that takes minutes), in the command and in the workers it spawns (they inherit PYTHONPATH).
+import time
+
+import ccq.data.prepare_run as run
+
+
+def _hang(*args, **kwargs):
+    while True:
+        time.sleep(60)
+
+
+run.prepare_case = run.prepare_shared_case = _hang
+"""
+
+
+def hanging_cases(tmp_path: Path) -> dict[str, str]:
+    """Environment for `ccq_popen` in which every case hangs: a ``sitecustomize`` module (imported by every Python
+    process at start-up) first on the path replaces the case preparation, so the product has no test hook."""
+    folder = tmp_path / "hang"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(HANG)
+    return {"PYTHONPATH": os.pathsep.join([str(folder), _env()["PYTHONPATH"]])}
 
 
 def _default_sigint() -> None:
@@ -480,7 +505,7 @@ def test_sigint_in_prepare_stops_the_workers_and_says_how_to_resume(world: Path,
     out, log = tmp_path / "out", tmp_path / "stderr.txt"
     proc = ccq_popen("prepare", "--collection", str(world / "raw" / "collection.yaml"), "--out", str(out),
                      "--preprocessing", str(world / "preprocessing.yaml"), "--workers", "2", "--no-progress",
-                     stderr=log, env={HANG_ENV: "1"})  # fmt: skip
+                     stderr=log, env=hanging_cases(tmp_path))  # fmt: skip
     workers = Workers(proc.pid)
     try:
         code, err = _interrupt(proc, workers.started, log)
@@ -496,10 +521,10 @@ def test_sigint_in_prepare_stops_the_workers_and_says_how_to_resume(world: Path,
 
 @pytest.mark.skipif(not LINUX, reason="finds the worker processes in /proc")
 def test_workers_end_when_prepare_is_killed(world: Path, tmp_path: Path) -> None:
-    # Every case hangs (HANG_ENV): the workers would never finish on their own.
+    # Every case hangs (`hanging_cases`): the workers would never finish on their own.
     proc = ccq_popen("prepare", "--collection", str(world / "raw" / "collection.yaml"), "--out", str(tmp_path / "o"),
                      "--preprocessing", str(world / "preprocessing.yaml"), "--workers", "2", "--no-progress",
-                     stderr=tmp_path / "stderr.txt", env={HANG_ENV: "1"})  # fmt: skip
+                     stderr=tmp_path / "stderr.txt", env=hanging_cases(tmp_path))  # fmt: skip
     workers = Workers(proc.pid)
     try:
         wait_for(workers.started, 240, "the workers to start")
