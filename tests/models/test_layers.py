@@ -18,6 +18,24 @@ def test_weight_standardization_matches_definition():
     torch.testing.assert_close(flat.var(1), torch.ones(4, dtype=torch.float64))
 
 
+def test_trained_standardization_has_the_gradient_of_its_forward():
+    """The closed-form backward (`_Standardize`) is the gradient of the forward: float64 gradcheck in both layouts,
+    and in float32 it matches autograd over the official formulation (`torch.var`) to rounding."""
+    w = torch.randn(4, 3, 3, 3, 3, dtype=torch.float64)
+    for weight in (w, w.contiguous(memory_format=torch.channels_last_3d)):
+        assert torch.autograd.gradcheck(standardize_weight, (weight.clone().requires_grad_(True),))
+    w32 = torch.randn(16, 8, 3, 3, 3, requires_grad=True)
+    grad = torch.randn(16, 8, 3, 3, 3)
+    flat = w32.flatten(1)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    official = (centred / torch.sqrt(centred.var(dim=1, keepdim=True) + 1e-12)).view_as(w32)
+    ours = standardize_weight(w32)
+    torch.testing.assert_close(ours, official, atol=2e-6, rtol=1e-5)
+    (expected,) = torch.autograd.grad(official, w32, grad)
+    (got,) = torch.autograd.grad(ours, w32, grad)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-4)
+
+
 def test_trained_standardized_weight_keeps_the_channels_last_layout():
     w = torch.randn(8, 4, 3, 3, 3)
     cl = w.contiguous(memory_format=torch.channels_last_3d)
