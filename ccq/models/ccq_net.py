@@ -12,6 +12,7 @@ from ccq.models.encoder import CNNEncoder
 from ccq.models.head import BranchedDynamicHead
 from ccq.models.image_transformer import ImageTransformer
 from ccq.models.queries import FocusedQuerying, QueryGenerator
+from ccq.models.rows import Rows
 from ccq.models.weighting import QueriesToMap, QueryWeighting
 
 ORGAN, TUMOR = 0, 1
@@ -104,9 +105,11 @@ class CCQNet(nn.Module):
         self.decoder = decoder
         self.head = head
 
-    def _decode(self, x: torch.Tensor, task_per_group: torch.Tensor, branch_of_group: list[int]) -> torch.Tensor:
-        """x: [B, C_in, D, H, W]; task_per_group: [G, B] task ids -> logits [G, B, D, H, W]."""
-        groups, b = task_per_group.shape
+    def _decode(
+        self, x: torch.Tensor, rows: Rows, task_of_row: torch.Tensor, branch_of_group: list[int]
+    ) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; rows: which image each of the M decoded rows belongs to, in G groups;
+        task_of_row: [M] task ids; branch_of_group: the branch of each group -> logits [M, 1, D, H, W]."""
         skips, feature = self.encoder(x)
         if tuple(feature.shape[2:]) != self.to_map.bottleneck_size:
             raise ValueError(
@@ -114,22 +117,46 @@ class CCQNet(nn.Module):
                 f"this model was built for {self.to_map.bottleneck_size} (its patch size)"
             )
         class_token, tokens = self.image_transformer(feature, self.pos_embed)
-        onehot = one_hot_tasks(task_per_group.reshape(-1), self.num_tasks, x.dtype)
-        task_embed = torch.cat(
-            [self.task_embed[br](onehot[g * b : (g + 1) * b]) for g, br in enumerate(branch_of_group)]
-        ).unsqueeze(1)
-        q_enc = self.query_generator(task_embed, class_token, groups)
-        q_dec = q_enc if self.querying is None else self.querying(q_enc, tokens, self.pos_embed, groups)
+        onehot = one_hot_tasks(task_of_row, self.num_tasks, x.dtype)
+        parts = zip(rows.slices(x.shape[0]), branch_of_group, strict=True)
+        task_embed = torch.cat([self.task_embed[br](onehot[part]) for part, br in parts]).unsqueeze(1)
+        q_enc = self.query_generator(task_embed, class_token, rows)
+        q_dec = q_enc if self.querying is None else self.querying(q_enc, tokens, self.pos_embed, rows)
         q_map = self.to_map(self.weighting(q_enc, q_dec, task_embed))
-        decoded = self.decoder(q_map, skips, groups)
-        logits = self.head(decoded, feature, onehot, branch_of_group)
-        return logits.view(groups, b, *logits.shape[2:])
+        decoded = self.decoder(q_map, skips, rows)
+        return self.head(decoded, feature, onehot, branch_of_group, rows)
 
-    def forward(self, x: torch.Tensor, task_id: torch.Tensor | int | list[int]) -> torch.Tensor:
-        """x: [B, C_in, D, H, W]; task_id: [B] (or one int) -> logits [B, 2, D, H, W] (organ, tumor)."""
-        t = as_task_tensor(task_id, x.shape[0], self.num_tasks, x.device)
-        logits = self._decode(x, torch.stack([t, t]), [ORGAN, TUMOR])
-        return logits.transpose(0, 1)
+    def forward(
+        self, x: torch.Tensor, task_id: torch.Tensor | int | list[int], labeled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; task_id: [B] (or one int) -> logits [B, 2, D, H, W] (organ, tumor).
+
+        labeled: [B, 2] bool, for training: only the (sample, branch) pairs it marks are decoded, and the others'
+        logits are 0, outside the graph. A loss that ignores the channels a sample's dataset does not label (the
+        partial-label loss) gets the same gradients, up to float rounding, for less work: the decoder and head
+        are most of a step, and a spleen or lung-tumor sample needs one branch of two."""
+        b = x.shape[0]
+        t = as_task_tensor(task_id, b, self.num_tasks, x.device)
+        if labeled is not None:
+            if labeled.shape != (b, 2) or labeled.dtype != torch.bool:
+                got = f"{labeled.dtype} {tuple(labeled.shape)}"
+                raise ValueError(f"labeled: expected a bool tensor [{b}, 2], got {got}")
+            index = {br: labeled[:, br].nonzero().flatten() for br in (ORGAN, TUMOR)}
+            index = {br: i for br, i in index.items() if i.numel()}
+            if index:
+                return self._decode_labeled(x, t, index)
+        logits = self._decode(x, Rows.grid(2), torch.cat([t, t]), [ORGAN, TUMOR])
+        return logits.view(2, b, *logits.shape[2:]).transpose(0, 1)
+
+    def _decode_labeled(self, x: torch.Tensor, t: torch.Tensor, index: dict[int, torch.Tensor]) -> torch.Tensor:
+        """x: [B, C_in, D, H, W]; t: [B] task ids; index: branch -> the samples to decode it for
+        -> logits [B, 2, D, H, W], 0 where not decoded."""
+        rows = Rows.subsets(list(index.values()))
+        assert rows.image is not None
+        logits = self._decode(x, rows, t.index_select(0, rows.image), list(index))[:, 0]
+        branch = torch.cat([torch.full_like(i, br) for br, i in index.items()])
+        out = logits.new_zeros(x.shape[0], 2, *logits.shape[1:])
+        return out.index_put((rows.image, branch), logits)
 
     def forward_all_tasks(self, x: torch.Tensor, task_ids: torch.Tensor | list[int]) -> torch.Tensor:
         """x: [B, C_in, D, H, W]; task_ids: [T] -> logits [B, T, 2, D, H, W]; the encoder and image transformer
@@ -137,8 +164,8 @@ class CCQNet(nn.Module):
         b = x.shape[0]
         tasks = torch.as_tensor(task_ids, dtype=torch.long, device=x.device).reshape(-1)
         as_task_tensor(tasks, tasks.numel(), self.num_tasks, x.device)  # range check
-        per_group = tasks.repeat_interleave(2).unsqueeze(1).expand(-1, b)
-        logits = self._decode(x, per_group, [ORGAN, TUMOR] * tasks.numel())
+        per_row = tasks.repeat_interleave(2 * b)
+        logits = self._decode(x, Rows.grid(2 * tasks.numel()), per_row, [ORGAN, TUMOR] * tasks.numel())
         return logits.view(tasks.numel(), 2, b, *logits.shape[2:]).permute(2, 0, 1, 3, 4, 5)
 
     def forward_channels(self, x: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -149,6 +176,7 @@ class CCQNet(nn.Module):
         nothing. Every pass depends on its own task and branch only, so each channel equals the one
         `forward_all_tasks` gives (up to float rounding, which the batch size may change)."""
         checked = check_pairs(pairs, self.num_tasks)
+        b = x.shape[0]
         tasks = torch.tensor([t for t, _ in checked], dtype=torch.long, device=x.device)
-        logits = self._decode(x, tasks.unsqueeze(1).expand(-1, x.shape[0]), [c for _, c in checked])
-        return logits.transpose(0, 1)
+        logits = self._decode(x, Rows.grid(len(checked)), tasks.repeat_interleave(b), [c for _, c in checked])
+        return logits.view(len(checked), b, *logits.shape[2:]).transpose(0, 1)

@@ -10,11 +10,7 @@ from torch import nn
 from ccq.models.config import Activation, SkipMode
 from ccq.models.fused import GroupNorm, norm_act_conv, upsample2
 from ccq.models.layers import ResBlock, activation_slope, conv_weight, make_conv
-
-
-def grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """[G*B, ...] -> [G, B, ...] (group-major batch layout used for branches and tasks)."""
-    return x.view(groups, x.shape[0] // groups, *x.shape[1:])
+from ccq.models.rows import ONE_GROUP, Rows
 
 
 class SkipGate(nn.Module):
@@ -50,14 +46,14 @@ class SkipGate(nn.Module):
         self.norm2 = GroupNorm(norm_groups, channels)
         self.conv2 = make_conv(channels, 1, kernel, 1, weight_std)
 
-    def _first_conv(self, skip: torch.Tensor, low: torch.Tensor, up: torch.Tensor, groups: int) -> torch.Tensor:
+    def _first_conv(self, skip: torch.Tensor, low: torch.Tensor, up: torch.Tensor, rows: Rows) -> torch.Tensor:
         c = self.channels
         w = conv_weight(self.conv1)
         pad = self.conv1.padding
         norm = self.norm1
         if self.norm_groups % 2:
             # Odd group count: a group straddles S and U, so fall back to the concatenation.
-            joined = torch.cat([skip.repeat(groups, 1, 1, 1, 1), up], dim=1)
+            joined = torch.cat([rows.spread(skip), up], dim=1)
             return norm_act_conv(joined, norm, w, None, 1, pad)
         half = self.norm_groups // 2
         # Contiguous weight halves: oneDNN falls back to a slow convolution for strided weights.
@@ -65,21 +61,20 @@ class SkipGate(nn.Module):
         s = norm_act_conv(skip, (half, norm.weight[:c], norm.bias[:c], norm.eps), w_s, None, 1, pad)
         # The upsampled U is recomputed from the 8x smaller low-resolution input in backward, not kept.
         u = norm_act_conv(up, (half, norm.weight[c:], norm.bias[c:], norm.eps), w_u, None, 1, pad, source=low)
-        return (grouped(u, groups) + s.unsqueeze(0)).flatten(0, 1)
+        return rows.add(u, s)
 
-    def forward(self, skip: torch.Tensor, low: torch.Tensor, groups: int) -> torch.Tensor:
-        """skip S: [B, C, D, H, W]; low: [G*B, C, D/2, H/2, W/2] group-major, the decoder state before its x2
-        upsampling U -> U merged with the gated skip, [G*B, C, D, H, W]."""
+    def forward(self, skip: torch.Tensor, low: torch.Tensor, rows: Rows) -> torch.Tensor:
+        """skip S: [B, C, D, H, W]; low: [M, C, D/2, H/2, W/2], the decoder state of each row (`rows`) before its
+        x2 upsampling U -> U merged with the gated skip of the row's image, [M, C, D, H, W]."""
         up = upsample2(low)
-        hidden = self._first_conv(skip, low, up, groups)
+        hidden = self._first_conv(skip, low, up, rows)
         logit = norm_act_conv(
             hidden, self.norm2, conv_weight(self.conv2), None, 1, self.conv2.padding, pre_slope=self.slope
         )
         gate = torch.sigmoid(logit)
         if self.mode == "paper":
             gate = gate + 1.0
-        merged = torch.addcmul(grouped(up, groups), skip.unsqueeze(0), grouped(gate, groups))
-        return merged.flatten(0, 1)
+        return rows.addcmul(up, skip, gate)
 
 
 class SkipDecoder(nn.Module):
@@ -120,13 +115,13 @@ class SkipDecoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = current
 
-    def merge_skip(self, level: int, x: torch.Tensor, skips: list[torch.Tensor], groups: int) -> torch.Tensor:
-        """x: [G*B, C, d, h, w] group-major, the state before level `level` -> upsampled and merged with that
-        level's skip [B, C, D, H, W]: [G*B, C, D, H, W]."""
+    def merge_skip(self, level: int, x: torch.Tensor, skips: list[torch.Tensor], rows: Rows) -> torch.Tensor:
+        """x: [M, C, d, h, w], each row's state before level `level` -> upsampled and merged with that level's skip
+        [B, C, D, H, W] of the row's image: [M, C, D, H, W]."""
         skip = skips[-1 - level]
         if self.skip_mode == "additive":
-            return (grouped(upsample2(x), groups) + skip.unsqueeze(0)).flatten(0, 1)
-        return self.gates[level](skip, x, groups)
+            return rows.add(upsample2(x), skip)
+        return self.gates[level](skip, x, rows)
 
 
 class Decoder(SkipDecoder):
@@ -151,8 +146,9 @@ class Decoder(SkipDecoder):
             make_block,
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], groups: int = 1) -> torch.Tensor:
-        """x: [G*B, C, d, h, w] group-major; skips: shallow first, [B, c_i, ...] each -> [G*B, c_out, D, H, W]."""
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], rows: Rows = ONE_GROUP) -> torch.Tensor:
+        """x: [M, C, d, h, w], rows of the images (`rows`); skips: shallow first, [B, c_i, ...] each
+        -> [M, c_out, D, H, W]."""
         for level, block in enumerate(self.blocks):
-            x = block(self.merge_skip(level, x, skips, groups))
+            x = block(self.merge_skip(level, x, skips, rows))
         return x

@@ -49,7 +49,7 @@ class DoDNet(nn.Module):
             _, tokens = self.image_transformer(feature, self.pos_embed)
             start = tokens.transpose(1, 2).reshape(feature.shape)
         # The decoder does not depend on the task: decode once, condition only the head.
-        decoded = self.decoder(start, skips, 1)
+        decoded = self.decoder(start, skips)
         onehot = one_hot_tasks(task_per_group.reshape(-1), self.num_tasks, x.dtype)
         logits = self.head(decoded, feature, onehot)
         return logits.view(groups, b, *logits.shape[1:])

@@ -9,6 +9,7 @@ from torch import nn
 from ccq.models.config import Activation
 from ccq.models.fused import GroupNorm
 from ccq.models.layers import activation_slope, apply_norm_act_conv, make_activation
+from ccq.models.rows import Rows
 
 
 def dynamic_param_sizes(channels: int, out_channels: int, layers: int = 3) -> tuple[list[int], list[int]]:
@@ -101,19 +102,22 @@ class _HeadBase(nn.Module):
         self.conditioning = _Conditioning(feature_channels, norm_groups)
         self.pre = PreHead(decoder_channels, channels, norm_groups, activation, negative_slope)
 
-    def control(self, controller: nn.Linear, pooled: torch.Tensor, task_onehot: torch.Tensor) -> torch.Tensor:
+    def control(
+        self, controller: nn.Linear, pooled: torch.Tensor, task_onehot: torch.Tensor, image: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`controller` applied to its input [GAP(F); one-hot task], as two products.
 
-        pooled GAP(F): [B, C]; task_onehot: [G*B, K] group-major -> [G*B, out]. The task part multiplies a one-hot
+        pooled GAP(F): [B, C]; task_onehot: [M, K], one row per decoded row; image: [M] the image of each row,
+        or None for group-major rows ([G*B]) -> [M, out]. The task part multiplies a one-hot
         row, so each of its outputs is one weight plus exact zeros, whatever the order of the sum: a model
         grown with more tasks (more columns, `ccq.models.growth`) gives its old tasks bit-identical parameters.
         One product over the concatenated input would not: its summation order depends on the input's width.
         """
         c = pooled.shape[1]
-        groups = task_onehot.shape[0] // pooled.shape[0]
         image_part = F.linear(pooled, controller.weight[:, :c], controller.bias)
         task_part = F.linear(task_onehot, controller.weight[:, c:])
-        return (image_part.repeat(groups, 1) if groups > 1 else image_part) + task_part
+        rows = Rows.grid(task_onehot.shape[0] // pooled.shape[0]) if image is None else Rows.subsets([image])
+        return rows.spread(image_part) + task_part
 
     def convolve(self, pre: torch.Tensor, params: torch.Tensor, out_channels: int) -> torch.Tensor:
         return apply_dynamic_convs(pre, params, self.channels, out_channels, self.activation, self.negative_slope)
@@ -178,14 +182,16 @@ class BranchedDynamicHead(_HeadBase):
         feature: torch.Tensor,
         task_onehot: torch.Tensor,
         branch_of_group: list[int],
+        rows: Rows,
     ) -> torch.Tensor:
-        """decoded: [G*B, C_dec, D, H, W]; feature F: [B, C, d, h, w]; task_onehot: [G*B, K] group-major;
-        branch_of_group: the branch (0 organ, 1 tumor) of each of the G groups -> logits [G*B, 1, D, H, W]."""
-        b = feature.shape[0]
+        """decoded: [M, C_dec, D, H, W], the rows of the images (`rows`); feature F: [B, C, d, h, w];
+        task_onehot: [M, K]; branch_of_group: the branch (0 organ, 1 tumor) of each of the rows' G groups
+        -> logits [M, 1, D, H, W]."""
         pooled = self.conditioning(feature)
+        groups = zip(rows.slices(feature.shape[0]), branch_of_group, strict=True)
         specific = torch.cat([
-            self.control(self.branch_controllers[br], pooled, task_onehot[g * b : (g + 1) * b])
-            for g, br in enumerate(branch_of_group)
+            self.control(self.branch_controllers[br], pooled, task_onehot[part], rows.images_of(g))
+            for g, (part, br) in enumerate(groups)
         ])  # fmt: skip
-        params = torch.cat([self.control(self.controller, pooled, task_onehot), specific], dim=1)
+        params = torch.cat([self.control(self.controller, pooled, task_onehot, rows.image), specific], dim=1)
         return self.convolve(self.pre(decoded), params, 1)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccq.models.rows import Rows
 from ccq.models.transformer import TransformerBlock, init_linear_trunc_normal
 
 
@@ -28,13 +29,14 @@ class QueryGenerator(nn.Module):
         self.semantic = nn.Parameter(torch.randn(1, num_queries, dim))
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_dim, dropout) for _ in range(layers))
 
-    def forward(self, task_embed: torch.Tensor, class_token: torch.Tensor, groups: int) -> torch.Tensor:
-        """task_embed: [G*B, 1, dim] (group-major), class_token: [B, 1, dim] -> Q_enc [G*B, N_q, dim]."""
+    def forward(self, task_embed: torch.Tensor, class_token: torch.Tensor, rows: Rows) -> torch.Tensor:
+        """task_embed: [M, 1, dim], one per row of the images (`rows`); class_token: [B, 1, dim]
+        -> Q_enc [M, N_q, dim]."""
         m = task_embed.shape[0]
         queries = self.semantic.expand(m, -1, -1)
         if not self.blocks:
             return queries
-        x = torch.cat([class_token.repeat(groups, 1, 1), task_embed, queries], dim=1)
+        x = torch.cat([rows.spread(class_token), task_embed, queries], dim=1)
         for block in self.blocks:
             x = block(x)
         return x[:, 2:]
@@ -65,17 +67,15 @@ class FocusedQuerying(nn.Module):
         self.out_proj = nn.Parameter(dim**-0.5 * torch.randn(dim, dim))
         init_linear_trunc_normal(self)
 
-    def forward(
-        self, queries: torch.Tensor, image_tokens: torch.Tensor, pos: torch.Tensor, groups: int
-    ) -> torch.Tensor:
-        """queries (Q_enc): [G*B, N_q, dim] group-major; image_tokens: [B, N, dim]; pos: [1, N, dim]
-        -> Q_dec [G*B, N_q, dim], unit-norm rows."""
+    def forward(self, queries: torch.Tensor, image_tokens: torch.Tensor, pos: torch.Tensor, rows: Rows) -> torch.Tensor:
+        """queries (Q_enc): [M, N_q, dim], one set per row of the images (`rows`); image_tokens: [B, N, dim];
+        pos: [1, N, dim] -> Q_dec [M, N_q, dim], unit-norm rows."""
         image_kv = self.proj(image_tokens) + pos
         q = queries
         for block in self.blocks:
             attn = block.attn
             k_img, v_img = attn.project_kv(image_kv, image_kv)
-            k, v = k_img.repeat(groups, 1, 1), v_img.repeat(groups, 1, 1)
+            k, v = rows.spread(k_img), rows.spread(v_img)
             if self.concat_queries:
                 k_q, v_q = attn.project_kv(queries, queries)
                 k, v = torch.cat([k_q, k], dim=1), torch.cat([v_q, v], dim=1)

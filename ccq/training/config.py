@@ -78,6 +78,11 @@ class TrainConfig(Config):
     recompute_norm_act: bool = True
     """Recompute GroupNorm + activation in backward instead of storing them (`ccq.models.fused`): less memory;
     off, the same weights (bitwise on a CPU) in some 9 % less time per step on the demo model."""
+    decode_labeled_only: bool = True
+    """CCQ models: decode each sample's organ and tumor branches only where its dataset labels them (a spleen or
+    lung-tumor sample needs one of two), for the same gradients up to float rounding. With issue #18's other step
+    work a demo step became 1.26-1.31x faster, 1.11-1.15x without this (BENCHMARKS.md). Used in one process
+    without `compile` (under DDP a step could leave one branch's parameters without gradients)."""
 
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     num_workers: int = 2
@@ -185,7 +190,7 @@ PRESETS: dict[str, TrainConfig] = {
         # narrow encoder convolutions on its slow non-oneDNN path (twice the time per patch), and per patch batch 1
         # learns no faster. Channels-last makes a demo step 1.5-1.7x faster on a CPU (benchmarks/layout_speed.py), and
         # storing GroupNorm + activation instead of recomputing them in backward some 10 % (bitwise the same weights
-        # on a CPU: tests/training/test_trainer.py). 2200 iterations (about 5 minutes on 2 cores): the organ channels
+        # on a CPU: tests/training/test_trainer.py). 2200 iterations (4.3-4.5 minutes on 2 cores): the organ channels
         # are still rising at 1700, and the tumor channels first draw a blob where tumors usually are before they
         # learn what a tumor looks like; 2300 iterations against 1700 gained 1-2 organ and 2-5 tumor points on
         # the tuning seeds. A higher rate, EMA and tumor crops were not better (BENCHMARKS.md, "The demo").

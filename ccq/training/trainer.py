@@ -34,6 +34,7 @@ from ccq.data.cache import PreparedDataset
 from ccq.data.loader import Batch
 from ccq.errors import CCQError
 from ccq.models import build_model
+from ccq.models.ccq_net import CCQNet
 from ccq.training import accel, build, init_from
 from ccq.training import distributed as dd
 from ccq.training.config import TrainConfig
@@ -126,6 +127,10 @@ class Trainer:
         if self.dist.enabled:
             dd.init_process_group(self.dist, self.device, timeout=timedelta(hours=2))
         self.wrapped = build.wrap_model(self.model, self.dist, self.device, config.compile)
+        self.decode_labeled_only = (
+            config.decode_labeled_only and isinstance(self.model, CCQNet) and not self.dist.enabled
+            and not config.compile
+        )  # fmt: skip
         torch.manual_seed(config.seed + self.dist.rank)  # each rank's own dropout stream
         if resumed is not None:
             restore_rng(resumed["rng"][self.dist.rank])

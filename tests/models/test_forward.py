@@ -5,6 +5,8 @@ import torch
 
 from ccq.models import build_model, get_preset
 from ccq.models.presets import ABLATIONS, TABLE1_BASELINES
+from ccq.models.rows import ONE_GROUP
+from ccq.training.loss import IGNORE, partial_label_loss
 
 TINY_PATCH = (16, 32, 32)
 
@@ -156,12 +158,60 @@ def test_forward_channels_runs_only_the_requested_branches(tiny_ccq, monkeypatch
     groups: list[int] = []
     original = tiny_ccq.decoder.forward
 
-    def spy(x, skips, g=1):
-        groups.append(g)
-        return original(x, skips, g)
+    def spy(x, skips, rows=ONE_GROUP):
+        groups.append(rows.groups)
+        return original(x, skips, rows)
 
     monkeypatch.setattr(tiny_ccq.decoder, "forward", spy)
     with torch.no_grad():
         tiny_ccq.eval().forward_channels(_input(1), [(4, 1), (5, 1), (6, 0)])
         tiny_ccq.forward_all_tasks(_input(1), [4, 5, 6])
     assert groups == [3, 6]
+
+
+def test_labeled_forward_decodes_only_labeled_branches_with_the_same_gradients(tiny_ccq, monkeypatch):
+    """Training decodes a (sample, branch) pair only where the sample's dataset labels it: the labeled channels
+    keep their logits, the others are 0, and the partial-label loss gives every parameter the gradient of the
+    full decoding (whose unlabeled channels it ignores), up to float rounding."""
+    model = tiny_ccq.eval()  # eval: no dropout, both passes see the same network
+    x, tasks = _input(3), torch.tensor([0, 4, 6])
+    labeled = torch.tensor([[True, True], [True, False], [False, True]])
+    g = torch.Generator().manual_seed(1)
+    target = (torch.rand(3, 2, *TINY_PATCH, generator=g) > 0.8).float()
+    target[~labeled] = IGNORE
+    rows: list[int] = []
+    original = model.decoder.forward
+
+    def spy(x, skips, r=ONE_GROUP):
+        rows.append(x.shape[0])
+        return original(x, skips, r)
+
+    monkeypatch.setattr(model.decoder, "forward", spy)
+    grads, outputs = [], []
+    for kwargs in ({}, {"labeled": labeled}):
+        model.zero_grad(set_to_none=True)
+        out = model(x, tasks, **kwargs)
+        partial_label_loss(out, target).total.backward()
+        outputs.append(out.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert rows == [6, 4]  # 2 branches x 3 samples, then the 4 labeled pairs
+    full, part = outputs
+    torch.testing.assert_close(part[labeled], full[labeled], atol=1e-5, rtol=1e-4)
+    assert torch.count_nonzero(part[~labeled]) == 0
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_labeled_forward_checks_its_mask_and_decodes_everything_without_a_label(tiny_ccq):
+    model = tiny_ccq.eval()
+    x, tasks = _input(2), torch.tensor([0, 4])
+    with torch.no_grad():
+        full = model(x, tasks)
+        nothing = model(x, tasks, labeled=torch.zeros(2, 2, dtype=torch.bool))
+        everything = model(x, tasks, labeled=torch.ones(2, 2, dtype=torch.bool))
+    torch.testing.assert_close(nothing, full)
+    torch.testing.assert_close(everything, full, atol=1e-5, rtol=1e-4)
+    for bad in (torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 2)):
+        with pytest.raises(ValueError, match="labeled: expected a bool tensor \\[2, 2\\]"):
+            model(x, tasks, labeled=bad)

@@ -7,6 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ccq.models.decoder import SkipGate
 from ccq.models.head import apply_dynamic_convs
 from ccq.models.layers import WSConv3d, standardize_weight
+from ccq.models.rows import Rows
 
 
 def test_weight_standardization_matches_definition():
@@ -122,7 +123,7 @@ def test_split_skip_gate_equals_concatenation():
     low = torch.randn(3 * 2, 8, 2, 3, 3)  # three groups (branches) of two samples each
     up = F.interpolate(low, scale_factor=2.0, mode="trilinear", align_corners=False)
     with torch.no_grad():
-        fast = gate(skip, low, groups=3)
+        fast = gate(skip, low, Rows.grid(3))
         joined = torch.cat([skip.repeat(3, 1, 1, 1, 1), up], dim=1)
         hidden = F.leaky_relu(gate.conv1(gate.norm1(joined)), 0.1)
         g = torch.sigmoid(gate.conv2(gate.norm2(hidden)))

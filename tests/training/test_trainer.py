@@ -209,3 +209,44 @@ def test_storing_norm_and_activation_gives_the_same_weights(
     assert seen == [True] * 3 + [False] * 3 and fused._RECOMPUTE  # the default is back after each step
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert get_train_preset("official").recompute_norm_act
+
+
+def test_training_decodes_only_the_labeled_branches(
+    tiny_prepared: Path, tiny_config, tmp_path: Path, monkeypatch
+) -> None:
+    """Each step hands a CCQ model the channels its batch labels, by the loss's rule (liver: both, colon: the
+    tumor, spleen: the organ), so the loss sees 0 in the others; off, or for DoDNet, every branch is decoded."""
+    from ccq.training.loss import IGNORE
+
+    config = tiny_config.replace(iterations=3, val_every=0, save_every=3, tensorboard=False)
+    for on in (True, False):
+        trainer = Trainer(config.replace(decode_labeled_only=on), tiny_prepared, tmp_path / f"r{on}",
+                          progress=False, echo=lambda _: None)  # fmt: skip
+        assert trainer.decode_labeled_only is on
+        forward, criterion = trainer.model.forward, trainer.criterion
+        masks: list = []
+        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def spy_forward(x, task_id, labeled=None, forward=forward, masks=masks):
+            masks.append(labeled)
+            return forward(x, task_id, labeled)
+
+        def spy_criterion(output, target, task_id, criterion=criterion, seen=seen):
+            seen.append((output.detach(), target))
+            return criterion(output, target, task_id)
+
+        monkeypatch.setattr(trainer.model, "forward", spy_forward)
+        monkeypatch.setattr(trainer, "criterion", spy_criterion)
+        trainer.fit()
+        assert len(masks) == len(seen) == 3
+        for mask, (output, target) in zip(masks, seen, strict=True):
+            labeled = target[:, :, 0, 0, 0] != IGNORE
+            if on:
+                assert torch.equal(mask, labeled) and torch.count_nonzero(output[~labeled]) == 0
+            else:
+                assert mask is None
+        if on:
+            assert not all(bool(m.all()) for m in masks)  # some sample (colon, spleen) had one branch
+    dodnet = Trainer(config.replace(model="tiny-dodnet"), tiny_prepared, tmp_path / "dodnet", progress=False,
+                     echo=lambda _: None)  # fmt: skip
+    assert not dodnet.decode_labeled_only

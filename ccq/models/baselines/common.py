@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from ccq.models.config import ModelConfig
-from ccq.models.decoder import SkipDecoder, grouped
+from ccq.models.decoder import SkipDecoder
 from ccq.models.encoder import CNNEncoder
 from ccq.models.head import PreHead
 from ccq.models.parts import build_encoder
 
-__all__ = ["SegmentationNet", "build_encoder", "build_head", "grouped", "run_per_task", "select", "task_groups"]
+__all__ = ["SegmentationNet", "build_encoder", "build_head", "run_per_task", "select", "task_groups"]
 
 
 def build_head(c: ModelConfig, out_channels: int) -> PreHead:
@@ -36,7 +36,7 @@ class UNetParts(nn.Module):
         """x: [B, C_in, D, H, W] -> the head's logits [B, out_channels, D, H, W], the decoder started from the
         bottleneck F (no task input)."""
         skips, feature = self.encoder(x)
-        return self.head(self.decoder(feature, skips, 1))
+        return self.head(self.decoder(feature, skips))
 
 
 class SegmentationNet(UNetParts):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccq.models.baselines.common import UNetParts, grouped
+from ccq.models.baselines.common import UNetParts
 from ccq.models.ccq_net import as_task_tensor, channels_from_all_tasks, one_hot_tasks
 from ccq.models.config import Activation, SkipMode
 from ccq.models.decoder import Decoder, SkipDecoder
@@ -17,6 +17,7 @@ from ccq.models.encoder import CNNEncoder
 from ccq.models.fused import GroupNorm, group_norm
 from ccq.models.head import PreHead
 from ccq.models.layers import activation_slope, make_conv
+from ccq.models.rows import Rows, grouped
 
 
 def _all_tasks_layout(x: torch.Tensor, task_ids: torch.Tensor | list[int], num_tasks: int) -> torch.Tensor:
@@ -42,7 +43,7 @@ class CondEnc(UNetParts):
         code = one_hot_tasks(task_id, self.num_tasks, x.dtype)
         code = code.view(*code.shape, 1, 1, 1).expand(-1, -1, *x.shape[2:])
         skips, feature = self.encoder(torch.cat([x, code], dim=1))
-        return self.head(self.decoder(feature, skips, 1))
+        return self.head(self.decoder(feature, skips))
 
     def forward(self, x: torch.Tensor, task_id: torch.Tensor | int | list[int]) -> torch.Tensor:
         """x: [B, C_in, D, H, W]; task_id: [B] (or one int) -> logits [B, 2, D, H, W] (organ, tumor)."""
@@ -161,7 +162,7 @@ class ConditionedDecoder(SkipDecoder):
         """x: [G*B, C, d, h, w] group-major; skips: shallow first, [B, c_i, ...] each; task_id: [G*B] ->
         [G*B, c_out, D, H, W]."""
         for level, block in enumerate(self.blocks):
-            x = block(self.merge_skip(level, x, skips, groups), self.conditioning[level](task_id))
+            x = block(self.merge_skip(level, x, skips, Rows.grid(groups)), self.conditioning[level](task_id))
         return x
 
 

@@ -31,7 +31,7 @@ class MultiHead(nn.Module):
 
     def _decode(self, task: int, feature: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         """feature F: [n, C, d, h, w]; skips: shallow first, [n, c_i, ...] -> logits [n, 2, D, H, W]."""
-        return self.heads[task](self.decoders[task](feature, skips, 1))
+        return self.heads[task](self.decoders[task](feature, skips))
 
     def forward(self, x: torch.Tensor, task_id: torch.Tensor | int | list[int]) -> torch.Tensor:
         """x: [B, C_in, D, H, W]; task_id: [B] (or one int) -> logits [B, 2, D, H, W] (organ, tumor)."""
