@@ -135,6 +135,26 @@ def test_layout_speed_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not standardize_weight(w).is_contiguous()
 
 
+def test_step_overhead_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = run_script(str(BENCHMARKS / "step_overhead.py"), "--presets", "demo", "--rounds", "1", "--repeats", "1",
+                      "--threads", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "demo: 35 standardized convolutions" in out and "AdamW step: before" in out and "SGD step: before" in out
+    assert "demo training step (batch 2): before" in out and "now decoding every branch" in out
+    # The old standardization is reproduced by the benchmark (the same values) and undone after it.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    step_overhead = importlib.import_module("step_overhead")
+    import ccq.models.layers as layers
+
+    w = torch.randn(4, 4, 3, 3, 3, requires_grad=True)
+    with step_overhead.old_step_parts():
+        assert layers.standardize_weight is step_overhead.old_standardize_weight
+    assert layers.standardize_weight is not step_overhead.old_standardize_weight
+    old, now = step_overhead.old_standardize_weight(w), layers.standardize_weight(w)
+    torch.testing.assert_close(old, now, atol=2e-6, rtol=1e-5)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from /proc")
 def test_read_speed_smoke() -> None:
     proc = run_script(str(BENCHMARKS / "read_speed.py"), "--shape", "24", "20", "8", "--repeats", "1", "--json")
