@@ -44,9 +44,8 @@ class _Standardize(torch.autograd.Function):
     forward's seven small operations; on the demo model's 35 standardized convolutions (weights of 2-110 thousand
     elements, where each operation costs its call more than its arithmetic) forward and backward took 16-18 ms of
     a 128-131 ms training step on 2 CPU cores, now 5-7 (`benchmarks/step_overhead.py`, BENCHMARKS.md). For one
-    filter w of n elements, centred
-    c = w - mean(w), sigma = sqrt(sum(c^2) / (n - 1) + eps) and y = c / sigma, the gradient of a loss with
-    dL/dy = g is
+    filter w of n elements, centred c = w - mean(w), sigma = sqrt(sum(c^2) / (n - 1) + eps) and y = c / sigma,
+    the gradient of a loss with dL/dy = g is
 
         dL/dc = (g - y * sum(g * y) / (n - 1)) / sigma,    dL/dw = dL/dc - mean(dL/dc)
 
