@@ -15,7 +15,7 @@ import torch
 
 from ccq.models.baselines.tal import tal_num_classes, task_class_logits
 from ccq.models.config import ModelConfig
-from ccq.training.loss import IGNORE, LossTerms, masked_channel_mean, partial_label_loss
+from ccq.training.loss import LossTerms, labeled_channels, masked_channel_mean, partial_label_loss
 
 Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LossTerms]
 """(output, target [B, 2, D, H, W] with -1 = unlabeled channel, task_id [B]) -> LossTerms."""
@@ -61,7 +61,7 @@ def target_adaptive_loss(
         )
     groups = task_class_logits(logits.float().flatten(2), task_id)  # [B, 4, N]
     target = target.float().flatten(2)
-    labeled = target[:, :, 0] != IGNORE  # [B, 2]: a whole channel is labeled or not
+    labeled = labeled_channels(target)  # [B, 2]
     positive = target > 0.5  # [B, 2, N]
     channel_of_group = torch.tensor(_GROUP_CHANNELS, dtype=torch.bool, device=logits.device)  # [4, 2]
     # allowed[b, g, n]: group g agrees with every channel sample b labels at voxel n.

@@ -12,6 +12,12 @@ IGNORE = -1.0
 """Target value that marks a whole channel of a sample as not labeled by its dataset."""
 
 
+def labeled_channels(target: torch.Tensor) -> torch.Tensor:
+    """target: [B, C, ...] -> [B, C] bool, which channels of which samples are labeled. A dataset labels a channel
+    wholly or not at all, so the first voxel decides (IGNORE there: not labeled)."""
+    return target.flatten(2)[:, :, 0] != IGNORE
+
+
 @dataclass(frozen=True)
 class LossTerms:
     total: torch.Tensor
@@ -44,7 +50,7 @@ def partial_label_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
     logits = logits.float().flatten(2)
     target = target.float().flatten(2)
-    labeled = target[:, :, 0] != IGNORE  # [B, C]: a whole channel is labeled or not
+    labeled = labeled_channels(target)  # [B, C]
     t = torch.where(labeled.unsqueeze(-1), target, torch.zeros_like(target))
     p = torch.sigmoid(logits)
     dice = 1.0 - 2.0 * (p * t).sum(-1) / (p.sum(-1) + t.sum(-1) + smooth)

@@ -12,7 +12,7 @@ from ccq.data.loader import Batch
 from ccq.models.fused import recompute_enabled
 from ccq.training import accel
 from ccq.training import distributed as dd
-from ccq.training.loss import IGNORE
+from ccq.training.loss import labeled_channels
 
 if TYPE_CHECKING:
     from ccq.training.trainer import Trainer
@@ -42,8 +42,8 @@ def train_step(trainer: Trainer, batch: Batch, stop_requested: bool) -> StepResu
     image = image.contiguous(memory_format=trainer.memory_format)
     target = batch["target"].to(device, non_blocking=True).float()
     task_id = batch["task_id"].to(device, non_blocking=True)
-    # Only the labeled branches are decoded (`CCQNet.forward`); a channel counts as labeled as the loss decides.
-    labeled = {"labeled": target[:, :, 0, 0, 0] != IGNORE} if trainer.decode_labeled_only else {}
+    # Only the branches the loss will use are decoded (`CCQNet.forward`).
+    labeled = {"labeled": labeled_channels(target)} if trainer.decode_labeled_only else {}
     with accel.autocast(trainer.precision, device), recompute_enabled(cfg.recompute_norm_act):
         output = trainer.wrapped(image, task_id, **labeled)
     terms = trainer.criterion(output, target, task_id)
