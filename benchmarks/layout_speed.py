@@ -20,7 +20,8 @@ import argparse
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from unittest import mock
 
 import torch
 
@@ -35,15 +36,9 @@ BATCH = {"demo": 2}
 LAYOUTS = ("contiguous", "cl-encoder-contiguous", "channels-last")
 
 
-@contextlib.contextmanager
-def contiguous_standardized_weights() -> Iterator[None]:
+def contiguous_standardized_weights() -> contextlib.AbstractContextManager:
     """Trained standardized weights as they were before: always contiguous, whatever the raw weight's layout."""
-    keeping = layers._in_layout_of
-    layers._in_layout_of = lambda out, weight: out
-    try:
-        yield
-    finally:
-        layers._in_layout_of = keeping
+    return mock.patch.object(layers, "_in_layout_of", lambda out, weight: out)
 
 
 def patch_of(preset: str) -> tuple[int, int, int]:

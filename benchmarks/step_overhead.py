@@ -24,7 +24,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from unittest import mock
 
 import torch
 from layout_speed import patch_of, timed
@@ -74,15 +75,9 @@ STANDARDIZE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-@contextlib.contextmanager
-def old_step_parts() -> Iterator[None]:
+def old_step_parts() -> contextlib.AbstractContextManager:
     """Models built or run inside standardize their weights as before."""
-    keeping = layers.standardize_weight
-    layers.standardize_weight = old_standardize_weight
-    try:
-        yield
-    finally:
-        layers.standardize_weight = keeping
+    return mock.patch.object(layers, "standardize_weight", old_standardize_weight)
 
 
 def model_of(preset: str) -> torch.nn.Module:
